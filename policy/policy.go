@@ -59,7 +59,8 @@ type Decision struct {
 	Rule string
 	// Reason says in a sentence what the rule found.
 	Reason string
-	// Fix says which flag would let the request through.
+	// Fix says, as a phrase that completes "To allow it, ...", which flag
+	// would let the request through.
 	Fix string
 	// ProxyStatus is the RFC 9209 error type for the Proxy-Status header.
 	ProxyStatus string
@@ -94,7 +95,7 @@ func (p *Policy) Decide(req Request) Decision {
 		return Decision{
 			Rule:        "connect-ports=" + p.ConnectPorts.String(),
 			Reason:      fmt.Sprintf("port %d is not in the CONNECT port list %s", req.Port, p.ConnectPorts),
-			Fix:         fmt.Sprintf("--connect-ports %s,%d", p.ConnectPorts, req.Port),
+			Fix:         fmt.Sprintf("start hopscope with --connect-ports %s,%d", p.ConnectPorts, req.Port),
 			ProxyStatus: "http_request_denied",
 		}
 	}
@@ -107,7 +108,7 @@ func (p *Policy) Decide(req Request) Decision {
 			d := Decision{
 				Rule:        "deny-host=" + rule.String(),
 				Reason:      fmt.Sprintf("%s matches the deny rule %s", describe(req, name, addr), rule),
-				Fix:         "remove --deny-host " + rule.String(),
+				Fix:         "remove the rule --deny-host " + rule.String(),
 				ProxyStatus: "http_request_denied",
 			}
 			if rule.namesAddress() {
@@ -133,7 +134,7 @@ func (p *Policy) Decide(req Request) Decision {
 	return Decision{
 		Rule:        "allow-host",
 		Reason:      fmt.Sprintf("%s matches no --allow-host rule, and with allow rules present everything else is denied", describe(req, name, addr)),
-		Fix:         "--allow-host " + req.Host,
+		Fix:         "start hopscope with --allow-host " + req.Host + " as well",
 		ProxyStatus: "http_request_denied",
 	}
 }

@@ -89,7 +89,7 @@ func TestDenialTextNamesTargetRuleAndFlag(t *testing.T) {
 			t.Errorf("reason %q lacks %q", d.Reason, want)
 		}
 	}
-	if d.Fix != "--connect-ports 443,8443" {
+	if d.Fix != "start hopscope with --connect-ports 443,8443" {
 		t.Errorf("fix = %q", d.Fix)
 	}
 }

@@ -1,0 +1,99 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/hopscope/hopscope/policy"
+)
+
+// Options configure a Server. Pass a pointer to New; zero fields take the
+// defaults documented on each field, filled in one place (withDefaults).
+type Options struct {
+	// Policy decides which destinations and clients are allowed.
+	// nil: policy.New(), which allows CONNECT to port 443 only and every
+	// destination host.
+	Policy *policy.Policy
+
+	// Credentials, when not empty, are required of every proxied request
+	// (407 otherwise). nil or empty: no authentication.
+	Credentials *Credentials
+
+	// Pseudonym names this proxy in Via and Proxy-Status headers and is
+	// what loop detection looks for. Default "hopscope".
+	Pseudonym string
+
+	// UpstreamProxy, when set, is a parent proxy (http://[user:pass@]host:port)
+	// that every request and tunnel goes through. nil: connect directly;
+	// the environment (HTTP_PROXY and friends) is never consulted.
+	UpstreamProxy *url.URL
+
+	// UpstreamTLS is the client TLS configuration for https:// destinations
+	// of forwarded requests. nil: system roots, certificates verified.
+	// Setting InsecureSkipVerify is dangerous: any machine on the path can
+	// then read and change the traffic.
+	UpstreamTLS *tls.Config
+
+	// Resolver resolves destination names. nil: net.DefaultResolver.
+	Resolver *net.Resolver
+
+	// DialTimeout bounds connecting to a destination. Default 10s.
+	DialTimeout time.Duration
+
+	// ResponseHeaderTimeout bounds the wait for a destination's response
+	// headers once the request is sent; exceeding it answers 504.
+	// Default 2m, long enough for long polling. Negative: no limit.
+	ResponseHeaderTimeout time.Duration
+
+	// ReadHeaderTimeout bounds reading a client's request headers (slowloris).
+	// Default 10s.
+	ReadHeaderTimeout time.Duration
+
+	// IdleTimeout closes client keep-alive connections idle this long.
+	// Default 2m.
+	IdleTimeout time.Duration
+
+	// MaxHeaderBytes caps the size of request headers (431 beyond) and of
+	// response headers from destinations (502 beyond). Default 64 KiB.
+	MaxHeaderBytes int
+}
+
+func (o *Options) withDefaults() Options {
+	out := Options{}
+	if o != nil {
+		out = *o
+	}
+	if out.Policy == nil {
+		out.Policy = policy.New()
+	}
+	if out.Credentials == nil {
+		out.Credentials = NewCredentials()
+	}
+	if out.Pseudonym == "" {
+		out.Pseudonym = "hopscope"
+	}
+	if out.UpstreamTLS == nil {
+		out.UpstreamTLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if out.DialTimeout == 0 {
+		out.DialTimeout = 10 * time.Second
+	}
+	switch {
+	case out.ResponseHeaderTimeout == 0:
+		out.ResponseHeaderTimeout = 2 * time.Minute
+	case out.ResponseHeaderTimeout < 0:
+		out.ResponseHeaderTimeout = 0
+	}
+	if out.ReadHeaderTimeout == 0 {
+		out.ReadHeaderTimeout = 10 * time.Second
+	}
+	if out.IdleTimeout == 0 {
+		out.IdleTimeout = 2 * time.Minute
+	}
+	if out.MaxHeaderBytes == 0 {
+		out.MaxHeaderBytes = 64 << 10
+	}
+	return out
+}

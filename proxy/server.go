@@ -1,0 +1,415 @@
+// Package proxy is hopscope's HTTP forward proxy: it accepts client
+// connections, asks the policy about every request and tunnel, forwards
+// plain HTTP, splices CONNECT tunnels and writes one event per exchange.
+// It is the only package that uses goproxy, which it drives through its
+// request, response and CONNECT hooks; everything goproxy gets wrong for a
+// faithful proxy (hop-by-hop headers, streaming, errors, buffered bytes on
+// hijack) is done here instead.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+	"github.com/rs/zerolog"
+
+	"github.com/hopscope/hopscope/policy"
+)
+
+// Server is a running proxy. Create it with New and start it with Serve.
+type Server struct {
+	opts      Options
+	events    events
+	dialer    *dialer
+	transport *http.Transport
+	goproxy   *goproxy.ProxyHttpServer
+	http      *http.Server
+	hijacked  connSet
+	nextConn  atomic.Uint64
+	tunnelAct *goproxy.ConnectAction
+}
+
+// New builds a proxy from opts (nil for all defaults). Events and
+// diagnostics go to log.
+func New(opts *Options, log zerolog.Logger) (*Server, error) {
+	o := opts.withDefaults()
+	if o.UpstreamProxy != nil && o.UpstreamProxy.Scheme != "http" {
+		return nil, fmt.Errorf("upstream proxy %s: only http:// parent proxies are supported", o.UpstreamProxy.Redacted())
+	}
+	s := &Server{opts: o, events: events{log: log}}
+	s.dialer = newDialer(o.Policy, o.DialTimeout, o.Resolver, o.UpstreamProxy)
+	s.transport = &http.Transport{
+		// Never from the environment: a proxy that silently chains to
+		// whatever HTTP_PROXY says is a debugging nightmare.
+		Proxy:                  nil,
+		DialContext:            s.dialer.DialContext,
+		TLSClientConfig:        o.UpstreamTLS,
+		TLSHandshakeTimeout:    o.DialTimeout,
+		ResponseHeaderTimeout:  o.ResponseHeaderTimeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxIdleConns:           512,
+		MaxIdleConnsPerHost:    64, // goproxy's default of 2 churns sockets under load
+		IdleConnTimeout:        90 * time.Second,
+		MaxResponseHeaderBytes: int64(o.MaxHeaderBytes),
+		// Bodies pass unchanged: no Accept-Encoding added, no transparent
+		// decompression.
+		DisableCompression: true,
+	}
+	if o.UpstreamProxy != nil {
+		s.transport.Proxy = http.ProxyURL(o.UpstreamProxy)
+	}
+	s.tunnelAct = &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: s.serveTunnel}
+	s.goproxy = s.newGoproxy(log)
+	s.http = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: o.ReadHeaderTimeout,
+		IdleTimeout:       o.IdleTimeout,
+		MaxHeaderBytes:    o.MaxHeaderBytes,
+		ConnContext:       s.connContext,
+		ErrorLog:          goproxyLogger{log}.std(),
+	}
+	return s, nil
+}
+
+// newGoproxy configures goproxy as the dispatcher: CONNECT goes to
+// serveTunnel, absolute-form requests through the forward hooks.
+func (s *Server) newGoproxy(log zerolog.Logger) *goproxy.ProxyHttpServer {
+	gp := goproxy.NewProxyHttpServer()
+	gp.Logger = goproxyLogger{log}
+	gp.Verbose = false
+	gp.Tr = s.transport
+	gp.ConnectDial = nil // goproxy's default reads HTTPS_PROXY
+	// We remove hop-by-hop headers ourselves (goproxy's own removal misses
+	// most of them) and keep Accept-Encoding so bodies pass unchanged.
+	gp.KeepHeader = true
+	gp.KeepAcceptEncoding = true
+	gp.NonproxyHandler = http.HandlerFunc(s.serveInfo)
+	gp.OnRequest().HandleConnectFunc(func(host string, _ *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+		return s.tunnelAct, host
+	})
+	gp.OnRequest().DoFunc(s.prepareForward)
+	gp.OnResponse().DoFunc(s.finishForward)
+	return gp
+}
+
+func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connInfoKey{}, connInfo{id: s.nextConn.Add(1), client: c.RemoteAddr().String()})
+}
+
+// Serve accepts client connections on ln until Shutdown. It returns
+// http.ErrServerClosed after a Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.events.listen(ln.Addr().String(), s.opts.Policy.Summary(), s.opts.UpstreamTLS.InsecureSkipVerify, redactedURL(s.opts.UpstreamProxy))
+	return s.http.Serve(ln)
+}
+
+func redactedURL(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	return u.Redacted()
+}
+
+// Shutdown stops accepting connections and waits, until ctx is done, for
+// in-flight exchanges and tunnels to finish; then it closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	if err != nil {
+		_ = s.http.Close()
+	}
+	if !s.hijacked.waitIdle(ctx) {
+		s.hijacked.closeAll()
+		// Closed sockets end every relay promptly.
+		s.hijacked.waitIdle(context.Background())
+	}
+	s.hijacked.closeAll()
+	s.transport.CloseIdleConnections()
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("shutting down the proxy: %w", err)
+	}
+	return nil
+}
+
+// ServeHTTP is the front door: every request passes the client, auth and
+// loop checks and the policy here, before goproxy dispatches it to a tunnel
+// or the forward path.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	info := connInfoFrom(r.Context())
+	if !s.clientAllowed(r) {
+		s.refuse(w, r, info, &proxyError{
+			Status: http.StatusForbidden, ProxyStatus: "http_request_denied", Rule: "allow-client",
+			Message: fmt.Sprintf("hopscope does not serve clients from %s. To allow them, start hopscope with --allow-client %s.", clientIP(r), clientIP(r)),
+		})
+		return
+	}
+	if r.Method != http.MethodConnect && !r.URL.IsAbs() {
+		s.serveInfo(w, r)
+		return
+	}
+	if !s.opts.Credentials.Empty() {
+		if err := s.opts.Credentials.authenticate(r.Header); err != nil {
+			w.Header().Set("Proxy-Authenticate", `Basic realm="`+s.opts.Pseudonym+`", charset="UTF-8"`)
+			s.refuse(w, r, info, &proxyError{
+				Status: http.StatusProxyAuthRequired, ProxyStatus: "http_request_denied", Rule: "auth",
+				Message: "hopscope: " + err.Error(),
+			})
+			return
+		}
+	}
+	if viaContains(r.Header, s.opts.Pseudonym) {
+		s.refuse(w, r, info, &proxyError{
+			Status: http.StatusLoopDetected, ProxyStatus: "proxy_loop_detected", Rule: "via",
+			Message: fmt.Sprintf("hopscope saw its own name %q in Via: this request has looped back to the proxy", s.opts.Pseudonym),
+		})
+		return
+	}
+	target, pe := requestTarget(r)
+	if pe != nil {
+		s.refuse(w, r, info, pe)
+		return
+	}
+	if d := s.opts.Policy.Decide(target); !d.Allow {
+		s.refuse(w, r, info, denial(target.Kind, target.Target(), d))
+		return
+	}
+	r = r.WithContext(withTarget(r.Context(), target))
+	if r.Method == http.MethodConnect {
+		s.goproxy.ServeHTTP(hijackKeepingBuffer{w}, r)
+		return
+	}
+	s.forward(w, r, info)
+}
+
+func (s *Server) clientAllowed(r *http.Request) bool {
+	addr, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return len(s.opts.Policy.Clients) == 0
+	}
+	return s.opts.Policy.AllowClient(addr.Addr())
+}
+
+func clientIP(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}
+
+// requestTarget works out where a proxied request goes.
+func requestTarget(r *http.Request) (policy.Request, *proxyError) {
+	bad := func(msg string) *proxyError {
+		return &proxyError{Status: http.StatusBadRequest, ProxyStatus: "http_request_error", Rule: "request", Message: "hopscope: " + msg}
+	}
+	if r.Method == http.MethodConnect {
+		host, port, err := policy.SplitHostPort(r.URL.Host)
+		if err != nil || r.URL.Host != r.RequestURI {
+			return policy.Request{}, bad(fmt.Sprintf("CONNECT needs a target of the form host:port, got %q", r.RequestURI))
+		}
+		return policy.Request{Kind: policy.Connect, Host: host, Port: port}, nil
+	}
+	hostport := r.URL.Host
+	switch r.URL.Scheme {
+	case "http":
+		if r.URL.Port() == "" {
+			hostport = net.JoinHostPort(r.URL.Hostname(), "80")
+		}
+	case "https":
+		if r.URL.Port() == "" {
+			hostport = net.JoinHostPort(r.URL.Hostname(), "443")
+		}
+	default:
+		return policy.Request{}, bad(fmt.Sprintf("cannot forward %s:// URLs; only http:// and https://", r.URL.Scheme))
+	}
+	host, port, err := policy.SplitHostPort(hostport)
+	if err != nil {
+		return policy.Request{}, bad(fmt.Sprintf("no valid host in %q", r.URL.Redacted()))
+	}
+	return policy.Request{Kind: policy.Forward, Host: host, Port: port}, nil
+}
+
+// refuse answers with pe, logs a deny event and, for non-CONNECT requests,
+// the http event too.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, info connInfo, pe *proxyError) {
+	start := time.Now()
+	target := r.URL.Host
+	if r.Method != http.MethodConnect {
+		target = r.URL.Redacted()
+	}
+	s.events.deny(info, r.Method, target, pe)
+	if r.Method == http.MethodConnect && pe.Status != http.StatusProxyAuthRequired {
+		// Nothing more can happen on this connection. After a 407 the
+		// client may retry with credentials on the same one, as curl does.
+		w.Header().Set("Connection", "close")
+	}
+	pe.writeTo(w, s.opts.Pseudonym)
+	if r.Method != http.MethodConnect {
+		s.events.http(httpRecord{conn: info, method: r.Method, url: target, proto: r.Proto,
+			status: pe.Status, respBytes: int64(len(pe.body())), duration: time.Since(start)})
+	}
+}
+
+// serveInfo answers requests addressed to the proxy itself (origin form).
+func (s *Server) serveInfo(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	status := http.StatusOK
+	if r.URL.Path != "/" {
+		status = http.StatusNotFound
+	}
+	w.WriteHeader(status)
+	_, _ = fmt.Fprintf(w, `This is hopscope, an intercepting HTTP forward proxy, not a web server.
+
+Point a client at it as its proxy, for example:
+
+    curl -x http://%[1]s http://example.com/
+    HTTPS_PROXY=http://%[1]s HTTP_PROXY=http://%[1]s your-app
+
+It forwards absolute-form requests (GET http://host/path) and tunnels CONNECT.
+`, r.Host)
+}
+
+// forward sends an absolute-form request through goproxy's forward path and
+// writes the http event when the answer is complete.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, info connInfo) {
+	start := time.Now()
+	body := &countingBody{ReadCloser: r.Body}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = body
+	}
+	cw := &clientWriter{ResponseWriter: w}
+	s.goproxy.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), clientWriterKey{}, cw)))
+	s.events.http(httpRecord{conn: info, method: r.Method, url: r.URL.Redacted(), proto: r.Proto,
+		status: cw.status, reqBytes: body.n.Load(), respBytes: cw.n, duration: time.Since(start), err: cw.upstreamErr})
+}
+
+// prepareForward is goproxy's request hook: it makes the client's request
+// fit for the next hop.
+func (s *Server) prepareForward(r *http.Request, _ *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+	r.RequestURI = "" // a server request turned client request must not carry it
+	cleanRequestHeaders(r.Header)
+	if _, ok := r.Header["User-Agent"]; !ok {
+		// An empty value stops net/http from adding its own User-Agent to
+		// a request that had none.
+		r.Header.Set("User-Agent", "")
+	}
+	// The client's Connection: close is about its connection to us; the
+	// upstream connection stays reusable.
+	r.Close = false
+	addVia(r.Header, r.ProtoMajor, r.ProtoMinor, s.opts.Pseudonym)
+	return r, nil
+}
+
+// finishForward is goproxy's response hook: it turns a failed round trip
+// into a clear error answer and cleans the destination's response headers.
+func (s *Server) finishForward(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
+	if resp == nil {
+		target, _ := targetFrom(ctx.Req.Context())
+		pe := classifyUpstreamError(ctx.Error, target.Target())
+		if cw, ok := clientWriterOf(ctx); ok {
+			cw.upstreamErr = pe
+		}
+		if pe.Status == http.StatusForbidden {
+			s.events.deny(connInfoFrom(ctx.Req.Context()), ctx.Req.Method, ctx.Req.URL.Redacted(), pe)
+		}
+		return pe.response(ctx.Req, s.opts.Pseudonym)
+	}
+	removeHopByHopHeaders(resp.Header)
+	addVia(resp.Header, resp.ProtoMajor, resp.ProtoMinor, s.opts.Pseudonym)
+	return resp
+}
+
+// clientWriterOf finds the exchange's writer from a goproxy hook, which is
+// given only the request: forward puts the writer in the request context.
+func clientWriterOf(ctx *goproxy.ProxyCtx) (*clientWriter, bool) {
+	cw, ok := ctx.Req.Context().Value(clientWriterKey{}).(*clientWriter)
+	return cw, ok
+}
+
+type clientWriterKey struct{}
+
+// clientWriter is the ResponseWriter goproxy writes the answer to. It counts
+// bytes, remembers the status, and flushes every write of an answer whose
+// length is unknown (chunked, SSE, NDJSON, long polling) so that each chunk
+// reaches the client as it arrives; goproxy does not, because net/http has
+// already removed the Transfer-Encoding header it looks for.
+type clientWriter struct {
+	http.ResponseWriter
+	status      int
+	n           int64
+	stream      bool
+	upstreamErr error
+}
+
+func (w *clientWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+		w.stream = w.Header().Get("Content-Length") == ""
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *clientWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	if w.stream && err == nil {
+		err = http.NewResponseController(w.ResponseWriter).Flush()
+	}
+	return n, err
+}
+
+// Flush lets goproxy's own flushing writer reach the client.
+func (w *clientWriter) Flush() {
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *clientWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// countingBody counts the request body bytes read from the client. The
+// transport's write loop may still be reading when the answer is complete
+// (an origin may answer before reading the whole body), so the count is
+// atomic.
+type countingBody struct {
+	io.ReadCloser
+	n atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+// goproxyLogger sends goproxy's and net/http's printf-style diagnostics to
+// the event log at debug level, where they cost nothing when it is off.
+type goproxyLogger struct{ log zerolog.Logger }
+
+func (g goproxyLogger) Printf(format string, v ...any) {
+	if ev := g.log.Debug(); ev != nil {
+		ev.Str("event", "diagnostic").Msg(strings.TrimSpace(fmt.Sprintf(format, v...)))
+	}
+}
+
+// Write takes lines from a standard library *log.Logger (http.Server.ErrorLog).
+func (g goproxyLogger) Write(p []byte) (int, error) {
+	if ev := g.log.Debug(); ev != nil {
+		ev.Str("event", "diagnostic").Msg(strings.TrimSpace(string(p)))
+	}
+	return len(p), nil
+}
+
+func (g goproxyLogger) std() *log.Logger { return log.New(g, "", 0) }
