@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// config holds every setting. The YAML keys of --config are the flag names,
+// so a setting is spelled the same way in both places.
+type config struct {
+	Listen                string        `yaml:"listen"`
+	ConnectPorts          string        `yaml:"connect-ports"`
+	AllowHost             []string      `yaml:"allow-host"`
+	DenyHost              []string      `yaml:"deny-host"`
+	AllowClient           []string      `yaml:"allow-client"`
+	AllowOpen             bool          `yaml:"allow-open"`
+	Auth                  []string      `yaml:"auth"`
+	Htpasswd              string        `yaml:"htpasswd"`
+	UpstreamCA            string        `yaml:"upstream-ca"`
+	InsecureUpstream      bool          `yaml:"insecure-upstream"`
+	UpstreamProxy         string        `yaml:"upstream-proxy"`
+	Pseudonym             string        `yaml:"pseudonym"`
+	LogFormat             string        `yaml:"log-format"`
+	LogLevel              string        `yaml:"log-level"`
+	LogFile               string        `yaml:"log-file"`
+	DialTimeout           time.Duration `yaml:"dial-timeout"`
+	ResponseHeaderTimeout time.Duration `yaml:"response-header-timeout"`
+	ReadHeaderTimeout     time.Duration `yaml:"read-header-timeout"`
+	IdleTimeout           time.Duration `yaml:"idle-timeout"`
+	ShutdownTimeout       time.Duration `yaml:"shutdown-timeout"`
+	MaxHeaderBytes        int           `yaml:"max-header-bytes"`
+}
+
+func defaultConfig() config {
+	return config{
+		Listen:                "127.0.0.1:8080",
+		ConnectPorts:          "443",
+		Pseudonym:             "hopscope",
+		LogFormat:             "auto",
+		LogLevel:              "info",
+		DialTimeout:           10 * time.Second,
+		ResponseHeaderTimeout: 2 * time.Minute,
+		ReadHeaderTimeout:     10 * time.Second,
+		IdleTimeout:           2 * time.Minute,
+		ShutdownTimeout:       10 * time.Second,
+		MaxHeaderBytes:        64 << 10,
+	}
+}
+
+// loadConfigFile merges a YAML file into cfg. Unknown keys are an error that
+// names the key and its line, so a typo never silently does nothing.
+func loadConfigFile(path string, cfg *config) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	return nil
+}
+
+// listFlag is a repeatable flag. The first use on the command line replaces
+// what the config file said instead of adding to it: flags override the file.
+type listFlag struct {
+	values *[]string
+	set    bool
+}
+
+func (l *listFlag) String() string {
+	if l.values == nil {
+		return ""
+	}
+	return strings.Join(*l.values, ",")
+}
+
+func (l *listFlag) Set(v string) error {
+	if !l.set {
+		*l.values = nil
+		l.set = true
+	}
+	*l.values = append(*l.values, v)
+	return nil
+}
+
+// configPath finds --config among the arguments before the flags are
+// parsed, because the file supplies the defaults the flags then override.
+func configPath(args []string) string {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "config" {
+			continue
+		}
+		if hasValue {
+			return value
+		}
+		if i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// newFlagSet binds every flag to cfg, whose current values are the defaults.
+func newFlagSet(cfg *config, output io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("hopscope", flag.ContinueOnError)
+	fs.SetOutput(output)
+	fs.String("config", "", "YAML `file` with the same settings as the flags (keys are flag names); flags override it")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "`address` to listen on")
+	fs.StringVar(&cfg.ConnectPorts, "connect-ports", cfg.ConnectPorts, "`ports` CONNECT may reach: 443,8443, ranges 9000-9100, or *")
+	fs.Var(&listFlag{values: &cfg.AllowHost}, "allow-host", "allow only destinations matching `pattern` (repeatable): host, *.example.com, IP, CIDR, optional :port")
+	fs.Var(&listFlag{values: &cfg.DenyHost}, "deny-host", "deny destinations matching `pattern` (repeatable); deny wins over allow")
+	fs.Var(&listFlag{values: &cfg.AllowClient}, "allow-client", "serve only clients from `CIDR` (repeatable); others get 403")
+	fs.BoolVar(&cfg.AllowOpen, "allow-open", cfg.AllowOpen, "allow listening on a non-loopback address without --auth or --allow-client (an open proxy)")
+	fs.Var(&listFlag{values: &cfg.Auth}, "auth", "require proxy authentication with `user:pass` (repeatable)")
+	fs.StringVar(&cfg.Htpasswd, "htpasswd", cfg.Htpasswd, "require proxy authentication with users from an htpasswd `file` (bcrypt entries)")
+	fs.StringVar(&cfg.UpstreamCA, "upstream-ca", cfg.UpstreamCA, "PEM `file` of extra roots to trust for upstream TLS")
+	fs.BoolVar(&cfg.InsecureUpstream, "insecure-upstream", cfg.InsecureUpstream, "do not verify upstream TLS certificates (dangerous)")
+	fs.StringVar(&cfg.UpstreamProxy, "upstream-proxy", cfg.UpstreamProxy, "parent proxy `URL` (http://[user:pass@]host:port) for all traffic")
+	fs.StringVar(&cfg.Pseudonym, "pseudonym", cfg.Pseudonym, "`name` of this proxy in Via and Proxy-Status headers")
+	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "event log `format`: auto (console on a terminal, else json), json, console")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "`level`: debug, info, warn, error")
+	fs.StringVar(&cfg.LogFile, "log-file", cfg.LogFile, "write events to `file` instead of standard error")
+	fs.DurationVar(&cfg.DialTimeout, "dial-timeout", cfg.DialTimeout, "`duration` to wait when connecting to a destination (504 after)")
+	fs.DurationVar(&cfg.ResponseHeaderTimeout, "response-header-timeout", cfg.ResponseHeaderTimeout, "`duration` to wait for a destination's response headers (504 after); negative: no limit")
+	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", cfg.ReadHeaderTimeout, "`duration` a client may take to send request headers")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close idle client keep-alive connections after `duration`")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGINT/SIGTERM, let exchanges and tunnels finish for `duration`")
+	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", cfg.MaxHeaderBytes, "largest request or response header block in `bytes`")
+	return fs
+}
+
+// parseConfig builds the effective configuration from defaults, the config
+// file and the flags, in that order of precedence (last wins).
+// On --help it prints the usage to stdout and returns flag.ErrHelp.
+func parseConfig(args []string, stdout io.Writer) (config, error) {
+	cfg := defaultConfig()
+	if path := configPath(args); path != "" {
+		if err := loadConfigFile(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	fs := newFlagSet(&cfg, io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(fs, stdout)
+			return cfg, err
+		}
+		return cfg, usageError{err.Error() + " (see hopscope --help)"}
+	}
+	if fs.NArg() > 0 {
+		return cfg, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	return cfg, nil
+}
+
+// usageError is a mistake on the command line (exit status 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func printUsage(fs *flag.FlagSet, out io.Writer) {
+	fmt.Fprint(out, `hopscope: an intercepting, WebSocket-aware HTTP forward proxy.
+
+Usage:
+  hopscope [serve] [flags]   run the proxy (the default)
+  hopscope version           print the version
+  hopscope --help            this text
+
+Flags:
+`)
+	fs.VisitAll(func(f *flag.Flag) {
+		valueName, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if valueName != "" {
+			line += " " + valueName
+		}
+		fmt.Fprintf(out, "%s\n      %s", line, usage)
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			fmt.Fprintf(out, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(out)
+	})
+}
