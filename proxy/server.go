@@ -36,6 +36,7 @@ type Server struct {
 	goproxy   *goproxy.ProxyHttpServer
 	http      *http.Server
 	hijacked  connSet
+	buffers   *bufferPool
 	nextConn  atomic.Uint64
 	tunnelAct *goproxy.ConnectAction
 }
@@ -47,7 +48,7 @@ func New(opts *Options, log zerolog.Logger) (*Server, error) {
 	if o.UpstreamProxy != nil && o.UpstreamProxy.Scheme != "http" {
 		return nil, fmt.Errorf("upstream proxy %s: only http:// parent proxies are supported", o.UpstreamProxy.Redacted())
 	}
-	s := &Server{opts: o, events: events{log: log}}
+	s := &Server{opts: o, events: events{log: log}, buffers: newBufferPool()}
 	s.dialer = newDialer(o.Policy, o.DialTimeout, o.Resolver, o.UpstreamProxy)
 	s.transport = &http.Transport{
 		// Never from the environment: a proxy that silently chains to

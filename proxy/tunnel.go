@@ -45,16 +45,17 @@ func (s *Server) serveTunnel(req *http.Request, client net.Conn, _ *goproxy.Prox
 		return // shutting down
 	}
 	defer s.hijacked.remove(client, upstream)
-	rec.bytesUp, rec.bytesDown, rec.err = splice(client, upstream)
+	rec.bytesUp, rec.bytesDown, rec.err = relayBytes(client, upstream, s.buffers)
 	rec.duration = time.Since(start)
 	s.events.tunnel(rec)
 }
 
-// splice copies client->upstream and upstream->client until both directions
-// are done. A clean end of one direction (EOF) is passed on as a half-close,
-// so protocols that signal "done sending" by closing their write side work;
-// an error on either side closes both, since nothing more can be delivered.
-func splice(client, upstream net.Conn) (up, down int64, err error) {
+// relayBytes copies client->upstream and upstream->client until both
+// directions are done. A clean end of one direction (EOF) is passed on as a
+// half-close, so protocols that signal "done sending" by closing their write
+// side work; an error on either side closes both, since nothing more can be
+// delivered.
+func relayBytes(client, upstream net.Conn, pool *bufferPool) (up, down int64, err error) {
 	client, clientPrefix := splitPrefix(client)
 	upstream, upstreamPrefix := splitPrefix(upstream)
 	var wg sync.WaitGroup
@@ -62,16 +63,15 @@ func splice(client, upstream net.Conn) (up, down int64, err error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		up, upErr = copyHalf(upstream, client, clientPrefix)
+		up, upErr = copyHalf(upstream, client, clientPrefix, pool)
 	}()
-	down, err = copyHalf(client, upstream, upstreamPrefix)
+	down, err = copyHalf(client, upstream, upstreamPrefix, pool)
 	wg.Wait()
 	return up, down, errors.Join(upErr, err)
 }
 
-// copyHalf sends prefix and then everything from src to dst. io.Copy
-// between two *net.TCPConn uses splice(2) on Linux.
-func copyHalf(dst, src net.Conn, prefix []byte) (int64, error) {
+// copyHalf sends prefix and then everything from src to dst.
+func copyHalf(dst, src net.Conn, prefix []byte, pool *bufferPool) (int64, error) {
 	var sent int64
 	if len(prefix) > 0 {
 		n, err := dst.Write(prefix)
@@ -82,7 +82,7 @@ func copyHalf(dst, src net.Conn, prefix []byte) (int64, error) {
 			return sent, err
 		}
 	}
-	n, err := io.Copy(dst, src)
+	n, err := copyConn(dst, src, pool)
 	sent += n
 	if err != nil {
 		if isClosedConnError(err) {
