@@ -6,9 +6,11 @@ require (
 	github.com/elazarl/goproxy v1.9.2
 	github.com/mattn/go-isatty v0.0.20
 	github.com/rs/zerolog v1.35.1
+	github.com/smallstep/truststore v0.13.0
 	go.uber.org/goleak v1.3.0
 	golang.org/x/crypto v0.58.0
 	golang.org/x/net v0.60.0
+	golang.org/x/sync v0.24.0
 	gopkg.in/yaml.v3 v3.0.1
 )
 
@@ -17,4 +19,5 @@ require (
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
+	howett.net/plist v1.0.0 // indirect
 )
