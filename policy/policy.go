@@ -78,6 +78,8 @@ type Policy struct {
 	// Clients, when not empty, are the client address ranges that may use
 	// the proxy at all.
 	Clients []netip.Prefix
+	// Bump decides which tunnels are opened up.
+	Bump BumpRules
 }
 
 // DefaultConnectPorts is squid's stock SSL_ports rule: CONNECT only to 443.
@@ -192,10 +194,16 @@ func (p *Policy) Summary() map[string]string {
 	for i, c := range p.Clients {
 		clients[i] = c.String()
 	}
+	mitm := join(p.Bump.Hosts)
+	if p.Bump.All {
+		mitm = "*"
+	}
 	return map[string]string{
 		"connect_ports": p.ConnectPorts.String(),
 		"allow_host":    join(p.Allow),
 		"deny_host":     join(p.Deny),
 		"allow_client":  strings.Join(clients, ","),
+		"mitm_host":     mitm,
+		"no_mitm_host":  join(p.Bump.Never),
 	}
 }

@@ -150,3 +150,29 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	}
 }
+
+func TestBumpRules(t *testing.T) {
+	cases := []struct {
+		name    string
+		rules   BumpRules
+		host    string
+		bump    bool
+		inspect bool
+	}{
+		{"off by default", BumpRules{}, "example.com", false, true},
+		{"all", BumpRules{All: true}, "example.com", true, true},
+		{"host list", BumpRules{Hosts: []HostPattern{mustPattern(t, "*.example.com")}}, "api.example.com", true, true},
+		{"host list miss", BumpRules{Hosts: []HostPattern{mustPattern(t, "*.example.com")}}, "example.org", false, true},
+		{"never wins over all", BumpRules{All: true, Never: []HostPattern{mustPattern(t, "pinned.example")}}, "pinned.example", false, false},
+		{"never by IP", BumpRules{All: true, Never: []HostPattern{mustPattern(t, "10.0.0.0/8")}}, "10.1.1.1", false, false},
+		{"never matches name case-insensitively", BumpRules{All: true, Never: []HostPattern{mustPattern(t, "Pinned.Example")}}, "PINNED.example.", false, false},
+	}
+	for _, tc := range cases {
+		if got := tc.rules.BumpTLS(tc.host, 443); got != tc.bump {
+			t.Errorf("%s: BumpTLS = %v, want %v", tc.name, got, tc.bump)
+		}
+		if got := tc.rules.Inspect(tc.host, 443); got != tc.inspect {
+			t.Errorf("%s: Inspect = %v, want %v", tc.name, got, tc.inspect)
+		}
+	}
+}

@@ -72,8 +72,14 @@ func (d *dialer) checkAddress(ctx context.Context, network, address string, _ sy
 	return nil
 }
 
-// DialContext is the transport's dialer for forwarded requests.
+// DialContext is the transport's dialer for forwarded requests. A request
+// from inside a tunnel first gets the connection the tunnel already opened.
 func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if p := primedFrom(ctx); p != nil {
+		if conn := p.take(addr); conn != nil {
+			return conn, nil
+		}
+	}
 	return d.net.DialContext(ctx, network, addr)
 }
 

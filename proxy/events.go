@@ -21,6 +21,9 @@ const (
 type connInfo struct {
 	id     uint64
 	client string
+	// tunnel is the conn of the CONNECT tunnel an inner request came
+	// through (bumped or plaintext), 0 for requests made to the proxy.
+	tunnel uint64
 }
 
 type connInfoKey struct{}
@@ -36,7 +39,7 @@ type events struct {
 	log zerolog.Logger
 }
 
-func (e events) listen(addr string, summary map[string]string, insecureUpstream bool, parent string) {
+func (e events) listen(addr string, summary map[string]string, insecureUpstream bool, parent, caFingerprint string) {
 	ev := e.log.Info()
 	if ev == nil {
 		return
@@ -49,6 +52,9 @@ func (e events) listen(addr string, summary map[string]string, insecureUpstream 
 		Bool("insecure_upstream", insecureUpstream)
 	if parent != "" {
 		ev.Str("upstream_proxy", parent)
+	}
+	if caFingerprint != "" {
+		ev.Str("ca_fingerprint", caFingerprint)
 	}
 	ev.Msg("proxy listening")
 }
@@ -77,6 +83,9 @@ func (e events) http(r httpRecord) {
 		Str("method", r.method).Str("url", r.url).Str("proto", r.proto).
 		Int("status", r.status).Int64("req_bytes", r.reqBytes).Int64("resp_bytes", r.respBytes).
 		Float64("duration_ms", ms(r.duration))
+	if r.conn.tunnel != 0 {
+		ev.Uint64("tunnel", r.conn.tunnel)
+	}
 	if r.err != nil {
 		ev.AnErr("error", r.err)
 	}
@@ -93,6 +102,8 @@ type tunnelRecord struct {
 	bytesDown int64
 	duration  time.Duration
 	err       error
+	// Set for bumped tunnels.
+	sni, tlsVersion, alpn, leaf string
 }
 
 func (e events) tunnel(r tunnelRecord) {
@@ -107,6 +118,9 @@ func (e events) tunnel(r tunnelRecord) {
 		Str("host", r.host).Uint16("port", r.port).Str("mode", r.mode).Int("status", r.status).
 		Int64("bytes_up", r.bytesUp).Int64("bytes_down", r.bytesDown).
 		Float64("duration_ms", ms(r.duration))
+	if r.mode == modeBump {
+		ev.Str("sni", r.sni).Str("tls_version", r.tlsVersion).Str("alpn", r.alpn).Str("leaf", r.leaf)
+	}
 	if r.err != nil {
 		ev.AnErr("error", r.err)
 	}

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/hopscope/hopscope/certs"
+	"github.com/hopscope/hopscope/mitm"
 	"github.com/hopscope/hopscope/policy"
 )
 
@@ -55,6 +57,18 @@ type Options struct {
 	// Default 2m.
 	IdleTimeout time.Duration
 
+	// Issuer mints the certificates for bumped TLS tunnels; which tunnels
+	// are bumped is Policy.Bump. nil: TLS tunnels are always spliced.
+	Issuer *mitm.Issuer
+
+	// CA is served to clients at http://CAHost/ so they can trust it.
+	// nil: no CA page.
+	CA *certs.CA
+
+	// CAHost is the host name under which the CA page is served.
+	// Default "hopscope.ca".
+	CAHost string
+
 	// MaxHeaderBytes caps the size of request headers (431 beyond) and of
 	// response headers from destinations (502 beyond). Default 64 KiB.
 	MaxHeaderBytes int
@@ -91,6 +105,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if out.IdleTimeout == 0 {
 		out.IdleTimeout = 2 * time.Minute
+	}
+	if out.CAHost == "" {
+		out.CAHost = "hopscope.ca"
 	}
 	if out.MaxHeaderBytes == 0 {
 		out.MaxHeaderBytes = 64 << 10

@@ -111,7 +111,11 @@ func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
 // Serve accepts client connections on ln until Shutdown. It returns
 // http.ErrServerClosed after a Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	s.events.listen(ln.Addr().String(), s.opts.Policy.Summary(), s.opts.UpstreamTLS.InsecureSkipVerify, redactedURL(s.opts.UpstreamProxy))
+	fingerprint := ""
+	if s.opts.CA != nil {
+		fingerprint = s.opts.CA.Fingerprint()
+	}
+	s.events.listen(ln.Addr().String(), s.opts.Policy.Summary(), s.opts.UpstreamTLS.InsecureSkipVerify, redactedURL(s.opts.UpstreamProxy), fingerprint)
 	return s.http.Serve(ln)
 }
 
@@ -142,9 +146,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// ServeHTTP is the front door: every request passes the client, auth and
-// loop checks and the policy here, before goproxy dispatches it to a tunnel
-// or the forward path.
+// ServeHTTP is the front door: every request passes the client and auth
+// checks here, then route's loop and policy checks, before goproxy
+// dispatches it to a tunnel or the forward path.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := connInfoFrom(r.Context())
 	if !s.clientAllowed(r) {
@@ -168,6 +172,71 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if s.opts.CA != nil && r.Method != http.MethodConnect && strings.EqualFold(r.URL.Hostname(), s.opts.CAHost) {
+		s.serveCAPage(w, r)
+		return
+	}
+	s.route(w, r, info)
+}
+
+// serveInTunnel handles a request read from inside a bumped or plaintext
+// tunnel. It must target the tunnel's own authority: goproxy would build
+// the upstream URL from the inner Host header, which lets a client CONNECT
+// to an allowed host and then talk to any other.
+func (s *Server) serveInTunnel(w http.ResponseWriter, r *http.Request) {
+	info := connInfoFrom(r.Context())
+	t, _ := tunnelFrom(r.Context())
+	if r.Method == http.MethodConnect {
+		s.refuse(w, r, info, &proxyError{
+			Status: http.StatusMethodNotAllowed, ProxyStatus: "http_request_error", Rule: "tunnel",
+			Message: "hopscope: CONNECT inside a tunnel is not supported; send it to the proxy directly",
+		})
+		return
+	}
+	authority := r.Host
+	if r.URL.IsAbs() {
+		authority = r.URL.Host
+	}
+	if !sameAuthority(authority, t.scheme, t.target) {
+		s.refuse(w, r, info, &proxyError{
+			Status: http.StatusMisdirectedRequest, ProxyStatus: "http_request_denied", Rule: "tunnel-authority",
+			Message: fmt.Sprintf("hopscope: this connection is a tunnel to %s; a request for %q needs a tunnel of its own", t.target.Target(), authority),
+		})
+		return
+	}
+	r.URL.Scheme = t.scheme
+	r.URL.Host = urlHost(t.scheme, t.target)
+	s.route(w, r, info)
+}
+
+// sameAuthority reports whether a Host value names target, with the
+// scheme's default port when it has none.
+func sameAuthority(authority, scheme string, target policy.Request) bool {
+	if _, _, err := net.SplitHostPort(authority); err != nil {
+		port := "80"
+		if scheme == "https" {
+			port = "443"
+		}
+		authority = net.JoinHostPort(strings.Trim(authority, "[]"), port)
+	}
+	host, port, err := policy.SplitHostPort(authority)
+	return err == nil && host == target.Host && port == target.Port
+}
+
+// urlHost writes target as a URL host, leaving out the scheme's default port.
+func urlHost(scheme string, target policy.Request) string {
+	if (scheme == "https" && target.Port == 443) || (scheme == "http" && target.Port == 80) {
+		if strings.Contains(target.Host, ":") {
+			return "[" + target.Host + "]"
+		}
+		return target.Host
+	}
+	return target.Target()
+}
+
+// route applies the checks every proxied request passes, wherever it came
+// from, and dispatches it.
+func (s *Server) route(w http.ResponseWriter, r *http.Request, info connInfo) {
 	if viaContains(r.Header, s.opts.Pseudonym) {
 		s.refuse(w, r, info, &proxyError{
 			Status: http.StatusLoopDetected, ProxyStatus: "proxy_loop_detected", Rule: "via",
@@ -246,6 +315,9 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, info connInfo, p
 	target := r.URL.Host
 	if r.Method != http.MethodConnect {
 		target = r.URL.Redacted()
+		if !r.URL.IsAbs() {
+			target = r.Host + r.URL.RequestURI()
+		}
 	}
 	s.events.deny(info, r.Method, target, pe)
 	if r.Method == http.MethodConnect && pe.Status != http.StatusProxyAuthRequired {
@@ -254,7 +326,7 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, info connInfo, p
 		w.Header().Set("Connection", "close")
 	}
 	pe.writeTo(w, s.opts.Pseudonym)
-	if r.Method != http.MethodConnect {
+	if r.Method != http.MethodConnect || info.tunnel != 0 {
 		s.events.http(httpRecord{conn: info, method: r.Method, url: target, proto: r.Proto,
 			status: pe.Status, respBytes: int64(len(pe.body())), duration: time.Since(start)})
 	}

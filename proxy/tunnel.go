@@ -1,43 +1,54 @@
 package proxy
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/elazarl/goproxy"
+
+	"github.com/hopscope/hopscope/mitm"
+	"github.com/hopscope/hopscope/policy"
 )
 
 // serveTunnel is goproxy's ConnectHijack callback: it owns the client
-// connection from here on. It dials the destination, answers the CONNECT,
-// and splices bytes both ways until both sides are done.
+// connection from here on. It dials the destination first, so that the
+// client's 200 means the destination is really there (goproxy's MITM path
+// answers 200 even for a closed port), then looks at what the client says
+// first: TLS to bump, plaintext HTTP to serve, anything else to splice.
 func (s *Server) serveTunnel(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
-	defer client.Close()
 	start := time.Now()
 	target, _ := targetFrom(req.Context())
 	info := connInfoFrom(req.Context())
-	rec := tunnelRecord{conn: info, host: target.Host, port: target.Port, mode: "splice"}
+	rec := tunnelRecord{conn: info, host: target.Host, port: target.Port, mode: modeSplice}
+	defer func() {
+		client.Close()
+		rec.duration = time.Since(start)
+		s.events.tunnel(rec)
+	}()
 
-	dialCtx := req.Context()
-	upstream, err := s.dialer.dialTunnel(dialCtx, req.URL.Host)
+	upstream, err := s.dialer.dialTunnel(req.Context(), req.URL.Host)
 	if err != nil {
 		pe := classifyUpstreamError(err, target.Target())
 		if pe.Status == http.StatusForbidden {
-			s.events.deny(info, "CONNECT", target.Target(), pe)
+			s.events.deny(info, http.MethodConnect, target.Target(), pe)
 		}
 		_ = pe.response(req, s.opts.Pseudonym).Write(client)
-		rec.status, rec.err, rec.duration = pe.Status, pe, time.Since(start)
-		s.events.tunnel(rec)
+		rec.status, rec.err = pe.Status, pe
 		return
 	}
-	defer upstream.Close()
+	primed := &primedConn{conn: upstream, target: target}
+	defer primed.closeUnlessTaken()
 
 	if _, err := io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
-		rec.status, rec.err, rec.duration = http.StatusOK, err, time.Since(start)
-		s.events.tunnel(rec)
+		rec.status, rec.err = http.StatusOK, fmt.Errorf("answering the CONNECT: %w", err)
 		return
 	}
 	rec.status = http.StatusOK
@@ -45,9 +56,88 @@ func (s *Server) serveTunnel(req *http.Request, client net.Conn, _ *goproxy.Prox
 		return // shutting down
 	}
 	defer s.hijacked.remove(client, upstream)
-	rec.bytesUp, rec.bytesDown, rec.err = relayBytes(client, upstream, s.buffers)
-	rec.duration = time.Since(start)
-	s.events.tunnel(rec)
+
+	if !s.opts.Policy.Bump.Inspect(target.Host, target.Port) {
+		rec.bytesUp, rec.bytesDown, rec.err = relayBytes(client, upstream, s.buffers)
+		return
+	}
+	first := sniffTunnel(client, upstream)
+	primed.conn = first.upstream
+	switch {
+	case first.err != nil:
+		// The client closed without a byte: an empty tunnel, not an error.
+	case first.tls && s.opts.Issuer != nil && s.opts.Policy.Bump.BumpTLS(target.Host, target.Port):
+		rec.mode = modeBump
+		counted := &countingConn{Conn: first.client}
+		s.bump(req.Context(), counted, tunnelInfo{id: info.id, scheme: "https", target: target, primed: primed}, &rec)
+		rec.bytesUp, rec.bytesDown = counted.read.Load(), counted.written.Load()
+	case first.http:
+		rec.mode = modeHTTP
+		counted := &countingConn{Conn: first.client}
+		s.serveInner(counted, tunnelInfo{id: info.id, scheme: "http", target: target, primed: primed})
+		rec.bytesUp, rec.bytesDown = counted.read.Load(), counted.written.Load()
+	default:
+		rec.bytesUp, rec.bytesDown, rec.err = relayBytes(first.client, first.upstream, s.buffers)
+	}
+}
+
+// bump terminates the client's TLS with a leaf from the local CA and serves
+// the decrypted HTTP. The destination is reached through the transport,
+// with its certificate verified, so a failure there becomes a 502 page
+// inside the bumped connection.
+func (s *Server) bump(ctx context.Context, client net.Conn, t tunnelInfo, rec *tunnelRecord) {
+	var leaf mitm.LeafSource
+	conn := tls.Server(client, s.opts.Issuer.ServerConfig(t.target.Host, &leaf))
+	hsCtx, cancel := context.WithTimeout(ctx, s.opts.ReadHeaderTimeout)
+	err := conn.HandshakeContext(hsCtx)
+	cancel()
+	rec.leaf = "cached"
+	if leaf.Minted {
+		rec.leaf = "minted"
+	}
+	if err != nil {
+		rec.err = fmt.Errorf("TLS handshake with the client failed (a client that does not trust hopscope's CA says so here; see `hopscope ca install`): %w", err)
+		return
+	}
+	state := conn.ConnectionState()
+	rec.sni, rec.tlsVersion, rec.alpn = state.ServerName, tls.VersionName(state.Version), state.NegotiatedProtocol
+	s.serveInner(conn, t)
+}
+
+// tunnelInfo describes the tunnel an inner request arrived through.
+type tunnelInfo struct {
+	id     uint64
+	scheme string // "https" for bumped tunnels, "http" for plaintext ones
+	target policy.Request
+	primed *primedConn
+}
+
+type tunnelKey struct{}
+
+func tunnelFrom(ctx context.Context) (tunnelInfo, bool) {
+	t, ok := ctx.Value(tunnelKey{}).(tunnelInfo)
+	return t, ok
+}
+
+// serveInner serves HTTP/1.1 on a tunnel's client connection (decrypted or
+// plaintext) through the same front handler logic as plain proxy requests,
+// and returns when the connection is done.
+func (s *Server) serveInner(conn net.Conn, t tunnelInfo) {
+	outer := connInfo{id: t.id, tunnel: t.id}
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(s.serveInTunnel),
+		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
+		IdleTimeout:       s.opts.IdleTimeout,
+		MaxHeaderBytes:    s.opts.MaxHeaderBytes,
+		ErrorLog:          goproxyLogger{s.events.log}.std(),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			outer.client = c.RemoteAddr().String()
+			ctx = context.WithValue(ctx, connInfoKey{}, outer)
+			ctx = context.WithValue(ctx, tunnelKey{}, t)
+			return withPrimed(ctx, t.primed)
+		},
+	}
+	_ = srv.Serve(newOneConnListener(conn))
 }
 
 // relayBytes copies client->upstream and upstream->client until both
@@ -85,7 +175,7 @@ func copyHalf(dst, src net.Conn, prefix []byte, pool *bufferPool) (int64, error)
 	n, err := copyConn(dst, src, pool)
 	sent += n
 	if err != nil {
-		if isClosedConnError(err) {
+		if errors.Is(err, net.ErrClosed) {
 			err = nil // the other direction closed us down on purpose
 		}
 		src.Close()
@@ -100,6 +190,68 @@ func copyHalf(dst, src net.Conn, prefix []byte, pool *bufferPool) (int64, error)
 	return sent, nil
 }
 
-func isClosedConnError(err error) bool {
-	return errors.Is(err, net.ErrClosed)
+// countingConn counts the bytes read from and written to a client
+// connection whose traffic hopscope serves itself (bumped or plaintext
+// tunnels). net/http reads in a background goroutine, hence atomics.
+type countingConn struct {
+	net.Conn
+	read, written atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.written.Add(int64(n))
+	return n, err
+}
+
+// primedConn is the upstream connection a tunnel dialed to check that its
+// destination is reachable. When the tunnel is served as HTTP, the
+// transport takes it for its first request instead of dialing again, so
+// the destination never sees a connection opened and dropped unused.
+type primedConn struct {
+	mu     sync.Mutex
+	conn   net.Conn
+	target policy.Request
+	taken  bool
+}
+
+type primedKey struct{}
+
+func withPrimed(ctx context.Context, p *primedConn) context.Context {
+	return context.WithValue(ctx, primedKey{}, p)
+}
+
+func primedFrom(ctx context.Context) *primedConn {
+	p, _ := ctx.Value(primedKey{}).(*primedConn)
+	return p
+}
+
+// take hands out the connection once, if it goes where addr does.
+func (p *primedConn) take(addr string) net.Conn {
+	host, port, err := policy.SplitHostPort(addr)
+	if err != nil || host != p.target.Host || port != p.target.Port {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.taken {
+		return nil
+	}
+	p.taken = true
+	return p.conn
+}
+
+func (p *primedConn) closeUnlessTaken() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.taken {
+		p.taken = true
+		p.conn.Close()
+	}
 }

@@ -74,12 +74,12 @@ func TestConnectTunnelHTTPS(t *testing.T) {
 func TestConnectKeepsEarlyBytes(t *testing.T) {
 	echo := startEcho(t)
 	px := startProxy(t, &proxy.Options{Policy: openPolicy()})
-	resp, conn, br := px.rawRequest("CONNECT " + echo + " HTTP/1.1\r\nHost: " + echo + "\r\n\r\nEARLY")
+	resp, conn, br := px.rawRequest("CONNECT " + echo + " HTTP/1.1\r\nHost: " + echo + "\r\n\r\nearly")
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 	got := make([]byte, 5)
-	if _, err := io.ReadFull(br, got); err != nil || string(got) != "EARLY" {
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "early" {
 		t.Fatalf("echoed %q, %v", got, err)
 	}
 	_, _ = io.WriteString(conn, "more")

@@ -37,6 +37,11 @@ type config struct {
 	IdleTimeout           time.Duration `yaml:"idle-timeout"`
 	ShutdownTimeout       time.Duration `yaml:"shutdown-timeout"`
 	MaxHeaderBytes        int           `yaml:"max-header-bytes"`
+	CADir                 string        `yaml:"ca-dir"`
+	CAHost                string        `yaml:"ca-host"`
+	MITM                  bool          `yaml:"mitm"`
+	MITMHost              []string      `yaml:"mitm-host"`
+	NoMITMHost            []string      `yaml:"no-mitm-host"`
 }
 
 func defaultConfig() config {
@@ -52,6 +57,7 @@ func defaultConfig() config {
 		IdleTimeout:           2 * time.Minute,
 		ShutdownTimeout:       10 * time.Second,
 		MaxHeaderBytes:        64 << 10,
+		CAHost:                "hopscope.ca",
 	}
 }
 
@@ -140,6 +146,11 @@ func newFlagSet(cfg *config, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close idle client keep-alive connections after `duration`")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGINT/SIGTERM, let exchanges and tunnels finish for `duration`")
 	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", cfg.MaxHeaderBytes, "largest request or response header block in `bytes`")
+	fs.StringVar(&cfg.CADir, "ca-dir", cfg.CADir, "`directory` of the local CA (default $HOPSCOPE_CA_DIR, else ~/.config/hopscope)")
+	fs.StringVar(&cfg.CAHost, "ca-host", cfg.CAHost, "serve the CA certificate and install steps at http://`name`/ through the proxy")
+	fs.BoolVar(&cfg.MITM, "mitm", cfg.MITM, "bump every TLS tunnel with the local CA (created on first use)")
+	fs.Var(&listFlag{values: &cfg.MITMHost}, "mitm-host", "bump only TLS tunnels to hosts matching `pattern` (repeatable)")
+	fs.Var(&listFlag{values: &cfg.NoMITMHost}, "no-mitm-host", "never look inside tunnels to hosts matching `pattern` (repeatable): pinned apps")
 	return fs
 }
 
@@ -177,6 +188,11 @@ func printUsage(fs *flag.FlagSet, out io.Writer) {
 
 Usage:
   hopscope [serve] [flags]   run the proxy (the default)
+  hopscope ca init [--force] create the local CA (or replace it with --force)
+  hopscope ca path           print the CA directory
+  hopscope ca export [--der] write the CA certificate to standard output
+  hopscope ca install        trust the CA in the system, NSS (Chromium, Firefox) and Java stores
+  hopscope ca uninstall      remove it from those stores
   hopscope version           print the version
   hopscope --help            this text
 

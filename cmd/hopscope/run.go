@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +16,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
+	"github.com/hopscope/hopscope/mitm"
 	"github.com/hopscope/hopscope/policy"
 	"github.com/hopscope/hopscope/proxy"
 )
@@ -34,6 +33,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			args = args[1:]
 		case "help":
 			args = []string{"--help"}
+		case "ca":
+			return runCA(args[1:], stdout)
 		}
 	}
 	cfg, err := parseConfig(args, stdout)
@@ -64,6 +65,11 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		return err
 	}
 	defer closeLog()
+	if opts.Policy.Bump.Enabled() {
+		if err := loadCA(cfg, opts, logger); err != nil {
+			return err
+		}
+	}
 	srv, err := proxy.New(opts, logger)
 	if err != nil {
 		return err
@@ -136,9 +142,32 @@ func proxyOptions(cfg config) (*proxy.Options, error) {
 			return nil, fmt.Errorf("--htpasswd: %w", err)
 		}
 	}
-	tlsConf, err := upstreamTLS(cfg)
+	var extraRoots []byte
+	if cfg.UpstreamCA != "" {
+		pem, err := os.ReadFile(cfg.UpstreamCA)
+		if err != nil {
+			return nil, fmt.Errorf("--upstream-ca: %w", err)
+		}
+		extraRoots = pem
+	}
+	tlsConf, err := mitm.UpstreamConfig(extraRoots, cfg.InsecureUpstream)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--upstream-ca %s: %w", cfg.UpstreamCA, err)
+	}
+	pol.Bump.All = cfg.MITM
+	for _, s := range cfg.MITMHost {
+		p, err := policy.ParseHostPattern(s)
+		if err != nil {
+			return nil, usageError{"--mitm-host: " + err.Error()}
+		}
+		pol.Bump.Hosts = append(pol.Bump.Hosts, p)
+	}
+	for _, s := range cfg.NoMITMHost {
+		p, err := policy.ParseHostPattern(s)
+		if err != nil {
+			return nil, usageError{"--no-mitm-host: " + err.Error()}
+		}
+		pol.Bump.Never = append(pol.Bump.Never, p)
 	}
 	opts := &proxy.Options{
 		Policy:                pol,
@@ -150,6 +179,7 @@ func proxyOptions(cfg config) (*proxy.Options, error) {
 		ReadHeaderTimeout:     cfg.ReadHeaderTimeout,
 		IdleTimeout:           cfg.IdleTimeout,
 		MaxHeaderBytes:        cfg.MaxHeaderBytes,
+		CAHost:                cfg.CAHost,
 	}
 	if strings.ContainsAny(cfg.Pseudonym, " ,;\"\t") || cfg.Pseudonym == "" {
 		return nil, usageError{fmt.Sprintf("--pseudonym %q: must be one token without spaces, commas or quotes", cfg.Pseudonym)}
@@ -162,26 +192,6 @@ func proxyOptions(cfg config) (*proxy.Options, error) {
 		opts.UpstreamProxy = u
 	}
 	return opts, nil
-}
-
-func upstreamTLS(cfg config) (*tls.Config, error) {
-	conf := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureUpstream}
-	if cfg.UpstreamCA == "" {
-		return conf, nil
-	}
-	pem, err := os.ReadFile(cfg.UpstreamCA)
-	if err != nil {
-		return nil, fmt.Errorf("--upstream-ca: %w", err)
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("--upstream-ca %s: no PEM certificate found in the file", cfg.UpstreamCA)
-	}
-	conf.RootCAs = pool
-	return conf, nil
 }
 
 // checkOpenProxy refuses to listen on a non-loopback address with neither

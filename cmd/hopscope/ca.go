@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hopscope/hopscope/certs"
+	"github.com/hopscope/hopscope/mitm"
+	"github.com/hopscope/hopscope/proxy"
+)
+
+// loadCA loads (creating on first use) the CA for bumping and wires it
+// into opts.
+func loadCA(cfg config, opts *proxy.Options, logger zerolog.Logger) error {
+	dir, err := certs.Dir(cfg.CADir)
+	if err != nil {
+		return err
+	}
+	ca, created, err := certs.LoadOrCreate(dir)
+	if err != nil {
+		return fmt.Errorf("loading the CA for --mitm: %w", err)
+	}
+	if created {
+		logger.Warn().Str("event", "ca_created").Str("dir", dir).Str("fingerprint", ca.Fingerprint()).
+			Msg("created a new local CA; trust it with `hopscope ca install` or fetch http://" + cfg.CAHost + "/ through the proxy")
+	}
+	opts.CA = ca
+	opts.Issuer = mitm.NewIssuer(ca, mitm.IssuerOptions{})
+	return nil
+}
+
+// runCA is `hopscope ca SUBCOMMAND`.
+func runCA(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"hopscope ca: give init, path, export, install or uninstall"}
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("hopscope ca "+sub, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	caDir := fs.String("ca-dir", "", "CA directory")
+	force := fs.Bool("force", false, "replace an existing CA (init)")
+	der := fs.Bool("der", false, "write DER instead of PEM (export)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{fmt.Sprintf("hopscope ca %s: %v", sub, err)}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("hopscope ca %s: unexpected argument %q", sub, fs.Arg(0))}
+	}
+	dir, err := certs.Dir(*caDir)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "path":
+		fmt.Fprintln(stdout, dir)
+		return nil
+	case "init":
+		ca, err := certs.Create(dir, *force)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "created the hopscope CA in %s\nSHA-256 fingerprint %s\nTrust it with: hopscope ca install\n", dir, ca.Fingerprint())
+		return nil
+	}
+	ca, err := certs.Load(dir)
+	if errors.Is(err, certs.ErrNotFound) {
+		return fmt.Errorf("%w; create one with: hopscope ca init", err)
+	}
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "export":
+		if *der {
+			_, err = stdout.Write(ca.DER())
+		} else {
+			err = pem.Encode(stdout, &pem.Block{Type: "CERTIFICATE", Bytes: ca.DER()})
+		}
+		return err
+	case "install", "uninstall":
+		results := ca.Install
+		if sub == "uninstall" {
+			results = ca.Uninstall
+		}
+		var failed []string
+		for _, r := range results() {
+			fmt.Fprintf(stdout, "%-24s %s\n", r.Store+":", r.Detail)
+			if !r.Done && r.Store == "system" {
+				failed = append(failed, r.Store)
+			}
+		}
+		if len(failed) > 0 {
+			return fmt.Errorf("could not %s the CA in the %s store", sub, strings.Join(failed, ", "))
+		}
+		return nil
+	default:
+		return usageError{fmt.Sprintf("hopscope ca: unknown subcommand %q; give init, path, export, install or uninstall", sub)}
+	}
+}
