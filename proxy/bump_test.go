@@ -37,7 +37,7 @@ type tlsWorld struct {
 }
 
 // newTLSWorld starts the world; bump sets the policy's bump rules.
-func newTLSWorld(t *testing.T, bump policy.BumpRules, handler http.Handler) *tlsWorld {
+func newTLSWorld(t testing.TB, bump policy.BumpRules, handler http.Handler) *tlsWorld {
 	t.Helper()
 	w := &tlsWorld{}
 	caDir := filepath.Join(t.TempDir(), "ca")
@@ -90,7 +90,7 @@ func newTLSWorld(t *testing.T, bump policy.BumpRules, handler http.Handler) *tls
 }
 
 // client returns an HTTPS client through the proxy that trusts roots.
-func (w *tlsWorld) client(t *testing.T, roots *x509.CertPool, keepAlive bool) (*http.Client, *http.Transport) {
+func (w *tlsWorld) client(t testing.TB, roots *x509.CertPool, keepAlive bool) (*http.Client, *http.Transport) {
 	tr := &http.Transport{
 		Proxy: http.ProxyURL(w.px.url()),
 		// Offer h2 first, as browsers do: the bump must settle on http/1.1.
