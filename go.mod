@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/elazarl/goproxy v1.9.2
+	github.com/gobwas/ws v1.5.0
 	github.com/mattn/go-isatty v0.0.20
 	github.com/rs/zerolog v1.35.1
 	github.com/smallstep/truststore v0.13.0
@@ -15,6 +16,7 @@ require (
 )
 
 require (
+	github.com/gobwas/httphead v0.1.0 // indirect
 	github.com/kr/text v0.2.0 // indirect
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	golang.org/x/sys v0.49.0 // indirect

@@ -1,0 +1,534 @@
+// Package wsframe reads one direction of a WebSocket connection as it
+// streams through the proxy: it splits the bytes into frames, validates
+// them per RFC 6455 and RFC 7692, and keeps an unmasked (and, for
+// permessage-deflate, decompressed) copy of each message for inspection,
+// without ever changing or delaying the bytes themselves. It does no I/O:
+// the relay feeds it whatever chunk of bytes it has read, so a connection
+// holds no read buffer while it is idle.
+package wsframe
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+)
+
+// Side names the peer that sent a stream of frames.
+type Side uint8
+
+const (
+	// Client is the side that opened the WebSocket.
+	Client Side = iota
+	// Server is the side that accepted it.
+	Server
+)
+
+func (s Side) String() string {
+	if s == Client {
+		return "client"
+	}
+	return "server"
+}
+
+// Config describes one direction of a connection.
+type Config struct {
+	// From is the sender of this direction's frames.
+	From Side
+	// Deflate is set when permessage-deflate was negotiated: RSV1 on the
+	// first frame of a data message marks it compressed.
+	Deflate bool
+	// NoContextTakeover is set when the sender resets its compressor for
+	// every message, so no history is kept between messages.
+	NoContextTakeover bool
+	// UnknownExtensions is set when an extension hopscope does not know
+	// was negotiated: RSV bits then mean something else and are not
+	// checked, and nothing is decompressed.
+	UnknownExtensions bool
+	// InspectLimit is how many bytes of each message's plaintext are kept
+	// for inspection. 0 keeps none.
+	InspectLimit int
+	// MaxMessage caps a data message's payload bytes on the wire; 0 means
+	// no cap. A bigger message is a violation with code 1009.
+	MaxMessage int64
+	// MaxInflate caps the decompressed size of one message. Beyond it,
+	// decompression stops and, with context takeover, the history is lost,
+	// so later compressed messages of this direction are no longer
+	// inspected. Default 64 MiB.
+	MaxInflate int64
+	// Pool lends message buffers and decompressors. nil: a private pool.
+	Pool *Pool
+}
+
+// Violation is a breach of RFC 6455 or RFC 7692, or of MaxMessage, with the
+// close code the offender is sent.
+type Violation struct {
+	Code   ws.StatusCode
+	Reason string
+}
+
+func (v *Violation) Error() string {
+	return fmt.Sprintf("websocket violation (%d): %s", v.Code, v.Reason)
+}
+
+func protocolError(format string, args ...any) *Violation {
+	return &Violation{Code: ws.StatusProtocolError, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Message is a complete data message or a control frame.
+type Message struct {
+	// Op is text, binary, close, ping or pong.
+	Op ws.OpCode
+	// Fragments is the number of frames the message came in.
+	Fragments int
+	// Compressed is set for a permessage-deflate compressed message.
+	Compressed bool
+	// WireLen counts the message's bytes on the wire, headers included.
+	WireLen int64
+	// PayloadLen counts its payload bytes on the wire.
+	PayloadLen int64
+	// Len is the payload length after decompression, or -1 when it could
+	// not be decompressed (history lost, unknown extension).
+	Len int64
+	// Payload holds the first InspectLimit bytes of the plaintext. It is
+	// valid only until the Sink's Message method returns.
+	Payload []byte
+	// Truncated is set when Payload holds less than the whole message.
+	Truncated bool
+	// CloseCode and CloseReason are set for close frames; a close frame
+	// without a body has code 1005 (no status received).
+	CloseCode   ws.StatusCode
+	CloseReason string
+}
+
+// Sink receives what the parser finds, in stream order. raw slices are the
+// bytes exactly as they came on the wire; off is their offset in the chunk
+// given to Feed, or -1 when they were assembled from earlier chunks (a
+// header split across reads). An error returned by a Sink method stops Feed
+// and is returned by it.
+type Sink interface {
+	Header(h ws.Header, raw []byte, off int) error
+	Payload(raw []byte, off int) error
+	Message(m *Message) error
+}
+
+// Parser follows one direction of a connection.
+type Parser struct {
+	cfg Config
+
+	// The frame header being read, possibly across chunks.
+	hdr  [ws.MaxHeaderSize]byte
+	hdrN int
+	// The decoder's reader and scratch live here, not on the stack, so
+	// that decoding a header allocates nothing.
+	rd      byteReader
+	scratch [ws.MaxHeaderSize - 2]byte
+
+	frame     ws.Header
+	inFrame   bool
+	remaining int64
+	maskOff   int
+
+	// The data message in progress.
+	inMessage  bool
+	msgOp      ws.OpCode
+	fragments  int
+	compressed bool
+	wireLen    int64
+	payloadLen int64
+	kept       *[]byte // unmasked payload (compressed bytes for compressed messages)
+	inflated   *[]byte // decompressed start of a compressed message
+	keepCap    int
+	overflow   bool // kept dropped bytes
+
+	// The control frame in progress (control frames may come between the
+	// fragments of a data message, so they have their own state).
+	ctrl     [125]byte
+	ctrlN    int
+	ctrlWire int64
+
+	// permessage-deflate history: the last 32 KiB of this direction's
+	// plaintext, kept when the sender uses context takeover.
+	window      []byte
+	inflateLost bool
+
+	msg Message
+}
+
+// New returns a parser for one direction.
+func New(cfg Config) *Parser {
+	if cfg.MaxInflate <= 0 {
+		cfg.MaxInflate = 64 << 20
+	}
+	if cfg.Pool == nil {
+		cfg.Pool = NewPool()
+	}
+	return &Parser{cfg: cfg}
+}
+
+// InflateLost reports whether decompression history was lost, so that
+// compressed messages are no longer inspected.
+func (p *Parser) InflateLost() bool { return p.inflateLost }
+
+// Feed parses the next chunk of the stream.
+func (p *Parser) Feed(b []byte, sink Sink) error {
+	off := 0
+	for off < len(b) {
+		if !p.inFrame {
+			n, done, err := p.readHeader(b[off:])
+			if err != nil {
+				return err
+			}
+			start := off
+			off += n
+			if !done {
+				continue
+			}
+			size := p.hdrN
+			p.hdrN = 0
+			if err := p.startFrame(); err != nil {
+				return err
+			}
+			raw, rawOff := p.hdr[:size], -1
+			if n == size {
+				raw, rawOff = b[start:off], start
+			}
+			if err := sink.Header(p.frame, raw, rawOff); err != nil {
+				return err
+			}
+			if p.remaining == 0 {
+				if err := p.endFrame(sink); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		n := len(b) - off
+		if int64(n) > p.remaining {
+			n = int(p.remaining)
+		}
+		chunk := b[off : off+n]
+		if err := sink.Payload(chunk, off); err != nil {
+			return err
+		}
+		p.keep(chunk)
+		off += n
+		p.remaining -= int64(n)
+		if p.remaining == 0 {
+			if err := p.endFrame(sink); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// readHeader adds bytes from b to the header being read. It returns how
+// many it took and whether the header is complete.
+func (p *Parser) readHeader(b []byte) (int, bool, error) {
+	taken := 0
+	for {
+		need := headerSize(p.hdr[:p.hdrN])
+		if p.hdrN >= need {
+			return taken, true, nil
+		}
+		if taken == len(b) {
+			return taken, false, nil
+		}
+		n := copy(p.hdr[p.hdrN:need], b[taken:])
+		p.hdrN += n
+		taken += n
+	}
+}
+
+// headerSize is the full size of a header given its first bytes (2 until
+// the second byte is known).
+func headerSize(b []byte) int {
+	if len(b) < 2 {
+		return 2
+	}
+	size := 2
+	switch b[1] & 0x7f {
+	case 126:
+		size += 2
+	case 127:
+		size += 8
+	}
+	if b[1]&0x80 != 0 {
+		size += 4
+	}
+	return size
+}
+
+// byteReader reads the header array for ws.ReadHeaderBuffer without an
+// allocation per frame.
+type byteReader struct {
+	b []byte
+}
+
+func (r *byteReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
+
+// startFrame decodes and validates the complete header in p.hdr.
+func (p *Parser) startFrame() error {
+	raw := p.hdr[:headerSize(p.hdr[:])]
+	p.rd.b = raw
+	h, err := ws.ReadHeaderBuffer(&p.rd, p.scratch[:0])
+	if err != nil {
+		return protocolError("malformed frame header: %v", err)
+	}
+	// RFC 6455 section 5.2: the minimal number of bytes must encode the
+	// length; strict clients reject anything else.
+	switch raw[1] & 0x7f {
+	case 126:
+		if h.Length < 126 {
+			return protocolError("payload length %d encoded in 16 bits", h.Length)
+		}
+	case 127:
+		if h.Length <= 0xffff {
+			return protocolError("payload length %d encoded in 64 bits", h.Length)
+		}
+	}
+	if err := p.check(h); err != nil {
+		return err
+	}
+	p.frame, p.inFrame, p.remaining, p.maskOff = h, true, h.Length, 0
+	wire := int64(len(raw)) + h.Length
+	if h.OpCode.IsControl() {
+		p.ctrlN, p.ctrlWire = 0, wire
+		return nil
+	}
+	if h.OpCode != ws.OpContinuation {
+		p.inMessage, p.msgOp, p.fragments = true, h.OpCode, 0
+		p.compressed = h.Rsv1() && p.cfg.Deflate && !p.cfg.UnknownExtensions
+		p.wireLen, p.payloadLen, p.overflow = 0, 0, false
+		p.keepCap = p.cfg.InspectLimit
+		if p.compressed {
+			// All compressed bytes are needed to decompress even the start
+			// when history is kept; cap what is held all the same.
+			p.keepCap = max(4*p.cfg.InspectLimit, 1<<20)
+		}
+	}
+	p.wireLen += wire
+	p.payloadLen += h.Length
+	return nil
+}
+
+// check validates a frame header against the direction's state.
+func (p *Parser) check(h ws.Header) error {
+	op := h.OpCode
+	if op.IsReserved() {
+		return protocolError("reserved opcode %#x", byte(op))
+	}
+	if !p.cfg.UnknownExtensions {
+		if h.Rsv2() || h.Rsv3() {
+			return protocolError("RSV2/RSV3 set with no extension that defines them")
+		}
+		if h.Rsv1() {
+			switch {
+			case !p.cfg.Deflate:
+				return protocolError("RSV1 set without permessage-deflate")
+			case op == ws.OpContinuation:
+				return protocolError("RSV1 set on a continuation frame")
+			case op.IsControl():
+				return protocolError("RSV1 set on a control frame")
+			}
+		}
+	}
+	if op.IsControl() {
+		if !h.Fin {
+			return protocolError("fragmented %s frame", opName(op))
+		}
+		if h.Length > 125 {
+			return protocolError("%s frame with %d bytes of payload (at most 125)", opName(op), h.Length)
+		}
+	}
+	switch {
+	case p.cfg.From == Client && !h.Masked:
+		return protocolError("unmasked frame from the client")
+	case p.cfg.From == Server && h.Masked:
+		return protocolError("masked frame from the server")
+	}
+	switch {
+	case op == ws.OpContinuation && !p.inMessage:
+		return protocolError("continuation frame with no message in progress")
+	case (op == ws.OpText || op == ws.OpBinary) && p.inMessage:
+		return protocolError("new %s message before the previous one ended", opName(op))
+	}
+	if max := p.cfg.MaxMessage; max > 0 && !op.IsControl() {
+		size := h.Length
+		if op == ws.OpContinuation {
+			size += p.payloadLen
+		}
+		if size > max {
+			return &Violation{Code: ws.StatusMessageTooBig, Reason: fmt.Sprintf("message of more than %d bytes (limit %d)", size, max)}
+		}
+	}
+	return nil
+}
+
+// keep adds a payload chunk, unmasked, to what is kept for inspection.
+func (p *Parser) keep(raw []byte) {
+	h := &p.frame
+	if h.OpCode.IsControl() {
+		n := copy(p.ctrl[p.ctrlN:], raw)
+		if h.Masked {
+			ws.Cipher(p.ctrl[p.ctrlN:p.ctrlN+n], h.Mask, p.maskOff)
+		}
+		p.ctrlN += n
+		p.maskOff += len(raw)
+		return
+	}
+	room := p.keepCap
+	if p.kept != nil {
+		room -= len(*p.kept)
+	}
+	n := min(len(raw), room)
+	if n < len(raw) {
+		p.overflow = true
+	}
+	if n > 0 {
+		if p.kept == nil {
+			p.kept = p.cfg.Pool.getBytes()
+		}
+		start := len(*p.kept)
+		*p.kept = append(*p.kept, raw[:n]...)
+		if h.Masked {
+			ws.Cipher((*p.kept)[start:], h.Mask, p.maskOff)
+		}
+	}
+	p.maskOff += len(raw)
+}
+
+// endFrame finishes the current frame and, at the end of a message or for a
+// control frame, reports it to the sink.
+func (p *Parser) endFrame(sink Sink) error {
+	p.inFrame = false
+	h := p.frame
+	if h.OpCode.IsControl() {
+		m := &p.msg
+		*m = Message{Op: h.OpCode, Fragments: 1, WireLen: p.ctrlWire, PayloadLen: int64(p.ctrlN), Len: int64(p.ctrlN), Payload: p.ctrl[:p.ctrlN]}
+		if h.OpCode == ws.OpClose {
+			if err := parseClose(m); err != nil {
+				return err
+			}
+		}
+		return sink.Message(m)
+	}
+	p.fragments++
+	if !h.Fin {
+		return nil
+	}
+	m := &p.msg
+	*m = Message{Op: p.msgOp, Fragments: p.fragments, Compressed: p.compressed, WireLen: p.wireLen, PayloadLen: p.payloadLen}
+	var kept []byte
+	if p.kept != nil {
+		kept = *p.kept
+	}
+	switch {
+	case p.compressed:
+		m.Payload, m.Len = p.inflate(kept, !p.overflow)
+	case p.cfg.UnknownExtensions && h.Rsv != 0:
+		m.Len = -1 // another extension transformed it: unreadable here
+	default:
+		m.Payload, m.Len = kept, p.payloadLen
+	}
+	m.Truncated = m.Len < 0 || int64(len(m.Payload)) < m.Len
+	p.inMessage = false
+	defer p.release()
+	if m.Op == ws.OpText && m.Len >= 0 && !validUTF8Prefix(m.Payload, m.Truncated) {
+		return &Violation{Code: ws.StatusInvalidFramePayloadData, Reason: "text message is not valid UTF-8"}
+	}
+	return sink.Message(m)
+}
+
+func (p *Parser) release() {
+	if p.kept != nil {
+		p.cfg.Pool.putBytes(p.kept)
+		p.kept = nil
+	}
+	if p.inflated != nil {
+		p.cfg.Pool.putBytes(p.inflated)
+		p.inflated = nil
+	}
+}
+
+// parseClose validates a close frame's body (RFC 6455 section 7.4).
+func parseClose(m *Message) error {
+	switch n := len(m.Payload); {
+	case n == 0:
+		m.CloseCode = ws.StatusNoStatusRcvd
+		return nil
+	case n == 1:
+		return protocolError("close frame with a 1-byte body")
+	}
+	code := ws.StatusCode(binary.BigEndian.Uint16(m.Payload))
+	if !validCloseCode(code) {
+		return protocolError("close code %d may not be sent", code)
+	}
+	reason := m.Payload[2:]
+	if !utf8.Valid(reason) {
+		return &Violation{Code: ws.StatusInvalidFramePayloadData, Reason: "close reason is not valid UTF-8"}
+	}
+	m.CloseCode, m.CloseReason = code, string(reason)
+	return nil
+}
+
+// validCloseCode follows the IANA registry: 1000-1003 and 1007-1014 are
+// defined (1012-1014 came after RFC 6455, and gobwas/ws wrongly rejects
+// them), 3000-4999 belong to libraries and applications.
+func validCloseCode(c ws.StatusCode) bool {
+	switch {
+	case c >= 1000 && c <= 1003, c >= 1007 && c <= 1014:
+		return true
+	case c >= 3000 && c <= 4999:
+		return true
+	}
+	return false
+}
+
+// validUTF8Prefix checks b; when b is only the start of a message, a
+// character cut at its end is not an error.
+func validUTF8Prefix(b []byte, truncated bool) bool {
+	if utf8.Valid(b) {
+		return true
+	}
+	if !truncated {
+		return false
+	}
+	for cut := 1; cut <= utf8.UTFMax-1 && cut <= len(b); cut++ {
+		if utf8.Valid(b[:len(b)-cut]) {
+			return true
+		}
+	}
+	return false
+}
+
+func opName(op ws.OpCode) string {
+	switch op {
+	case ws.OpText:
+		return "text"
+	case ws.OpBinary:
+		return "binary"
+	case ws.OpClose:
+		return "close"
+	case ws.OpPing:
+		return "ping"
+	case ws.OpPong:
+		return "pong"
+	case ws.OpContinuation:
+		return "continuation"
+	}
+	return fmt.Sprintf("opcode %#x", byte(op))
+}
+
+// OpName names an opcode as events do: text, binary, close, ping, pong.
+func OpName(op ws.OpCode) string { return opName(op) }
