@@ -3,6 +3,7 @@ module github.com/hopscope/hopscope
 go 1.26.0
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/elazarl/goproxy v1.9.2
 	github.com/gobwas/ws v1.5.0
 	github.com/mattn/go-isatty v0.0.20

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"errors"
 	"io"
+	"net"
 	"sync"
 )
 
@@ -24,12 +26,31 @@ func newBufferPool() *bufferPool {
 func (p *bufferPool) get() *[]byte  { return p.pool.Get().(*[]byte) }
 func (p *bufferPool) put(b *[]byte) { p.pool.Put(b) }
 
-// copyGeneric copies with a pooled buffer held for the whole copy, for
-// connections that expose no file descriptor (TLS, test pipes).
-func copyGeneric(dst io.Writer, src io.Reader, pool *bufferPool) (int64, error) {
-	buf := pool.get()
-	defer pool.put(buf)
-	// Hide ReaderFrom/WriterTo: they would bypass the buffer (and for TCP
-	// pick splice, which is slower here).
-	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *buf)
+// genericChunkSize is the read buffer of connections without a file
+// descriptor; TLS returns at most one 16 KiB record per read anyway.
+const genericChunkSize = 16 << 10
+
+// errEOF is io.EOF, named here for the readers above.
+var errEOF = io.EOF
+
+// copyConn copies src to dst until EOF or an error, borrowing buffers only
+// while bytes are in flight (see chunkReader).
+func copyConn(dst io.Writer, src net.Conn, pool *bufferPool) (int64, error) {
+	cr := newChunkReader(src, pool)
+	var total int64
+	for {
+		chunk, err := cr.next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return total, nil
+			}
+			return total, err
+		}
+		n, werr := dst.Write(chunk)
+		total += int64(n)
+		cr.release()
+		if werr != nil {
+			return total, werr
+		}
+	}
 }

@@ -2,10 +2,16 @@ package proxy
 
 import (
 	"context"
+	"encoding/base64"
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/gobwas/ws"
 	"github.com/rs/zerolog"
+
+	"github.com/hopscope/hopscope/proxy/wsframe"
 )
 
 // Event names, the "event" field of every log line. They are a public
@@ -144,4 +150,119 @@ func (e events) deny(info connInfo, method, target string, pe *proxyError) {
 // ms renders a duration as fractional milliseconds, precise to a microsecond.
 func ms(d time.Duration) float64 {
 	return float64(d.Microseconds()) / 1000
+}
+
+// WebSocket event names.
+const (
+	EventWSOpen    = "ws_open"
+	EventWSMessage = "ws_message"
+	EventWSClose   = "ws_close"
+	EventWSError   = "ws_error"
+)
+
+// wsEvent starts an event about a WebSocket session.
+func (e events) wsEvent(ev *zerolog.Event, name string, sess *wsSession) *zerolog.Event {
+	ev = ev.Str("event", name).Uint64("conn", sess.info.id).Str("client", sess.info.client)
+	if sess.info.tunnel != 0 {
+		ev = ev.Uint64("tunnel", sess.info.tunnel)
+	}
+	return ev
+}
+
+func (e events) wsOpen(sess *wsSession, subprotocol, extensions string, acceptOK bool) {
+	ev := e.log.Info()
+	if ev == nil {
+		return
+	}
+	ev = e.wsEvent(ev, EventWSOpen, sess).Str("url", sess.url).Str("path", sess.path).
+		Str("subprotocol", subprotocol).Str("extensions", extensions)
+	if !acceptOK {
+		// The client will judge it; hopscope only says so.
+		ev = ev.Bool("accept_mismatch", true)
+	}
+	ev.Send()
+}
+
+func (e events) wsMessage(sess *wsSession, from string, m *wsframe.Message, action, rule, note string) {
+	mode := sess.srv.opts.WebSocket.Log
+	if mode == WSLogOff {
+		return
+	}
+	ev := e.log.Info()
+	if ev == nil {
+		return
+	}
+	ev = e.wsEvent(ev, EventWSMessage, sess).Str("from", from).Str("type", wsframe.OpName(m.Op)).
+		Int64("len", m.Len).Int64("wire_len", m.WireLen).Int("fragments", m.Fragments).
+		Bool("compressed", m.Compressed).Str("action", action)
+	if m.Truncated {
+		ev = ev.Bool("truncated", true)
+	}
+	if rule != "" {
+		ev = ev.Str("rule", rule)
+	}
+	if note != "" {
+		ev = ev.Str("note", note)
+	}
+	if m.Op == ws.OpClose {
+		ev = ev.Uint16("code", uint16(m.CloseCode)).Str("reason", m.CloseReason)
+	}
+	switch mode {
+	case WSLogPreview:
+		ev = previewField(ev, m, sess.srv.opts.WebSocket.Preview)
+	case WSLogFull:
+		ev = previewField(ev, m, len(m.Payload))
+	}
+	ev.Send()
+}
+
+// previewField adds the first n payload bytes: text as UTF-8-safe text
+// (cut on a character boundary, invalid bytes replaced), binary as base64.
+func previewField(ev *zerolog.Event, m *wsframe.Message, n int) *zerolog.Event {
+	p := m.Payload
+	if len(p) > n {
+		p = p[:n]
+	}
+	if m.Op == ws.OpText || m.Op == ws.OpClose {
+		for len(p) > 0 && !utf8.Valid(p) && len(m.Payload) > len(p) {
+			p = p[:len(p)-1] // a character cut by the preview length
+		}
+		return ev.Str("preview", strings.ToValidUTF8(string(p), "\uFFFD"))
+	}
+	return ev.Str("preview", base64.StdEncoding.EncodeToString(p))
+}
+
+func (e events) wsClose(sess *wsSession, fromClient, fromServer *wsDirection) {
+	ev := e.log.Info()
+	sess.mu.Lock()
+	c := sess.close
+	sess.mu.Unlock()
+	if !c.seen {
+		ev = e.log.Warn()
+	}
+	if ev == nil {
+		return
+	}
+	ev = e.wsEvent(ev, EventWSClose, sess).Str("url", sess.url)
+	if c.seen {
+		ev = ev.Uint16("code", uint16(c.code)).Str("reason", c.reason).Str("from", c.from)
+	} else {
+		// No close handshake: the TCP connection just ended (1006).
+		ev = ev.Uint16("code", uint16(ws.StatusAbnormalClosure)).Str("reason", "").Str("from", c.endedBy)
+		if c.endErr != nil {
+			ev = ev.AnErr("error", c.endErr)
+		}
+	}
+	ev.Float64("duration_ms", ms(time.Since(sess.start))).
+		Int64("client_messages", fromClient.messages).Int64("client_bytes", fromClient.wireBytes).
+		Int64("server_messages", fromServer.messages).Int64("server_bytes", fromServer.wireBytes).Send()
+}
+
+func (e events) wsError(sess *wsSession, side string, v *wsframe.Violation) {
+	ev := e.log.Warn()
+	if ev == nil {
+		return
+	}
+	e.wsEvent(ev, EventWSError, sess).Str("url", sess.url).Str("side", side).
+		Str("violation", v.Reason).Uint16("code", uint16(v.Code)).Send()
 }

@@ -69,6 +69,9 @@ type Options struct {
 	// Default "hopscope.ca".
 	CAHost string
 
+	// WebSocket configures the WebSocket relay.
+	WebSocket WebSocketOptions
+
 	// MaxHeaderBytes caps the size of request headers (431 beyond) and of
 	// response headers from destinations (502 beyond). Default 64 KiB.
 	MaxHeaderBytes int
@@ -106,6 +109,7 @@ func (o *Options) withDefaults() Options {
 	if out.IdleTimeout == 0 {
 		out.IdleTimeout = 2 * time.Minute
 	}
+	out.WebSocket = out.WebSocket.withDefaults()
 	if out.CAHost == "" {
 		out.CAHost = "hopscope.ca"
 	}
@@ -113,4 +117,46 @@ func (o *Options) withDefaults() Options {
 		out.MaxHeaderBytes = 64 << 10
 	}
 	return out
+}
+
+// WebSocket log levels (--ws-log).
+const (
+	WSLogOff     = "off"     // no ws_message events
+	WSLogMeta    = "meta"    // ws_message without payload
+	WSLogPreview = "preview" // with the first Preview bytes
+	WSLogFull    = "full"    // with the whole inspected payload
+)
+
+// WebSocketOptions configure the WebSocket relay.
+type WebSocketOptions struct {
+	// Rules drop, close on, or rewrite messages. Rules that can change
+	// messages make the relay hold each message until it is complete.
+	Rules policy.WSRules
+	// InspectLimit is how much of each message is kept for inspection,
+	// rules and previews; longer messages are relayed and logged as
+	// truncated. Default 1 MiB; negative: nothing kept.
+	InspectLimit int
+	// Preview is how many payload bytes ws_message shows. Default 256.
+	Preview int
+	// Log is WSLogOff, WSLogMeta, WSLogPreview (default) or WSLogFull.
+	Log string
+	// MaxMessage closes a connection whose peer sends a bigger message,
+	// with code 1009. 0: no limit.
+	MaxMessage int64
+}
+
+func (o WebSocketOptions) withDefaults() WebSocketOptions {
+	switch {
+	case o.InspectLimit == 0:
+		o.InspectLimit = 1 << 20
+	case o.InspectLimit < 0:
+		o.InspectLimit = 0
+	}
+	if o.Preview == 0 {
+		o.Preview = 256
+	}
+	if o.Log == "" {
+		o.Log = WSLogPreview
+	}
+	return o
 }

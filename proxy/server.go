@@ -25,6 +25,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hopscope/hopscope/policy"
+	"github.com/hopscope/hopscope/proxy/wsframe"
 )
 
 // Server is a running proxy. Create it with New and start it with Serve.
@@ -37,6 +38,7 @@ type Server struct {
 	http      *http.Server
 	hijacked  connSet
 	buffers   *bufferPool
+	wsPool    *wsframe.Pool
 	nextConn  atomic.Uint64
 	tunnelAct *goproxy.ConnectAction
 }
@@ -48,7 +50,7 @@ func New(opts *Options, log zerolog.Logger) (*Server, error) {
 	if o.UpstreamProxy != nil && o.UpstreamProxy.Scheme != "http" {
 		return nil, fmt.Errorf("upstream proxy %s: only http:// parent proxies are supported", o.UpstreamProxy.Redacted())
 	}
-	s := &Server{opts: o, events: events{log: log}, buffers: newBufferPool()}
+	s := &Server{opts: o, events: events{log: log}, buffers: newBufferPool(), wsPool: wsframe.NewPool()}
 	s.dialer = newDialer(o.Policy, o.DialTimeout, o.Resolver, o.UpstreamProxy)
 	s.transport = &http.Transport{
 		// Never from the environment: a proxy that silently chains to
@@ -254,11 +256,14 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, info connInfo) {
 		return
 	}
 	r = r.WithContext(withTarget(r.Context(), target))
-	if r.Method == http.MethodConnect {
+	switch {
+	case r.Method == http.MethodConnect:
 		s.goproxy.ServeHTTP(hijackKeepingBuffer{w}, r)
-		return
+	case isWebSocketUpgrade(r):
+		s.serveWebSocket(w, r, info)
+	default:
+		s.forward(w, r, info)
 	}
-	s.forward(w, r, info)
 }
 
 func (s *Server) clientAllowed(r *http.Request) bool {

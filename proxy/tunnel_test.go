@@ -108,16 +108,20 @@ func TestTunnelClosedWhenDestinationCloses(t *testing.T) {
 	go func() {
 		c, err := ln.Accept()
 		if err == nil {
+			// Reset only once the tunnel is up: a reset during the
+			// proxy's dial is (rightly) a 502.
+			_, _ = c.Read(make([]byte, 2))
 			_, _ = io.WriteString(c, "hi")
 			_ = c.(*net.TCPConn).SetLinger(0) // RST
 			c.Close()
 		}
 	}()
 	px := startProxy(t, &proxy.Options{Policy: openPolicy()})
-	resp, _, br := px.rawRequest("CONNECT " + ln.Addr().String() + " HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, conn, br := px.rawRequest("CONNECT " + ln.Addr().String() + " HTTP/1.1\r\nHost: x\r\n\r\n")
 	if resp.StatusCode != 200 {
-		t.Fatalf("status %d", resp.StatusCode)
+		t.Fatalf("status %d: %s", resp.StatusCode, readBody(t, resp))
 	}
+	_, _ = io.WriteString(conn, "go")
 	if _, err := io.ReadAll(br); err != nil && !isReset(err) {
 		t.Fatalf("reading the tunnel: %v", err)
 	}

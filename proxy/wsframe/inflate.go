@@ -111,6 +111,12 @@ type Pool struct {
 // NewPool returns an empty pool.
 func NewPool() *Pool { return &Pool{} }
 
+// GetBytes lends an empty byte slice; give it back with PutBytes.
+func (p *Pool) GetBytes() *[]byte { return p.getBytes() }
+
+// PutBytes takes back a slice from GetBytes.
+func (p *Pool) PutBytes(b *[]byte) { p.putBytes(b) }
+
 func (p *Pool) getBytes() *[]byte {
 	if b, ok := p.bytes.Get().(*[]byte); ok {
 		*b = (*b)[:0]

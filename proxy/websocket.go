@@ -1,0 +1,360 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha1"
+	"crypto/tls"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/hopscope/hopscope/policy"
+)
+
+// isWebSocketUpgrade reports whether r asks to switch to the WebSocket
+// protocol (RFC 6455 section 4.1: a GET with Upgrade: websocket and a
+// Connection header naming upgrade).
+func isWebSocketUpgrade(r *http.Request) bool {
+	return r.Method == http.MethodGet &&
+		httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") &&
+		httpguts.HeaderValuesContainsToken(r.Header["Upgrade"], "websocket")
+}
+
+// wsPath says which way a WebSocket reached the proxy, for ws_open.
+func wsPath(info connInfo, scheme string) string {
+	switch {
+	case info.tunnel == 0:
+		return "forward"
+	case scheme == "https":
+		return "bump"
+	default:
+		return "tunnel"
+	}
+}
+
+// serveWebSocket owns the upgrade path: goproxy would copy raw bytes (and
+// leak the client connection when the server closes). It forwards the
+// handshake with hop-by-hop headers cleaned and the upgrade asked for
+// again, answers a non-101 as an ordinary response, and on 101 relays the
+// connection frame by frame.
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, info connInfo) {
+	start := time.Now()
+	target, _ := targetFrom(r.Context())
+	rec := httpRecord{conn: info, method: r.Method, url: r.URL.Redacted(), proto: r.Proto}
+	logged := false
+	logHTTP := func() {
+		if !logged {
+			logged = true
+			rec.duration = time.Since(start)
+			s.events.http(rec)
+		}
+	}
+	defer logHTTP()
+	fail := func(pe *proxyError) {
+		pe.writeTo(w, s.opts.Pseudonym)
+		rec.status, rec.err = pe.Status, pe
+	}
+
+	out := s.upgradeRequest(r)
+	upstream, br, err := s.dialWebSocket(r.Context(), r.URL, target, out)
+	if err != nil {
+		pe := classifyUpstreamError(err, target.Target())
+		if pe.Status == http.StatusForbidden {
+			s.events.deny(info, r.Method, r.URL.Redacted(), pe)
+		}
+		fail(pe)
+		return
+	}
+	resp, err := http.ReadResponse(br, out)
+	if err != nil {
+		upstream.Close()
+		fail(classifyUpstreamError(err, target.Target()))
+		return
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		defer upstream.Close()
+		rec.status, rec.respBytes, rec.err = s.passResponse(w, resp)
+		return
+	}
+	if !httpguts.HeaderValuesContainsToken(resp.Header["Upgrade"], "websocket") ||
+		!httpguts.HeaderValuesContainsToken(resp.Header["Connection"], "upgrade") {
+		upstream.Close()
+		fail(&proxyError{Status: http.StatusBadGateway, ProxyStatus: "http_protocol_error",
+			Message: fmt.Sprintf("%s answered 101 without Upgrade: websocket and Connection: Upgrade", target.Target())})
+		return
+	}
+
+	neg := parseExtensions(resp.Header.Values("Sec-WebSocket-Extensions"))
+	hdr := resp.Header.Clone()
+	removeHopByHopHeaders(hdr)
+	hdr.Set("Connection", "Upgrade")
+	hdr.Set("Upgrade", "websocket")
+	addVia(hdr, resp.ProtoMajor, resp.ProtoMinor, s.opts.Pseudonym)
+	if s.opts.WebSocket.Rules.Modifies() && neg.deflate && !neg.clientNoContextTakeover {
+		// Messages the client sends may be dropped or rewritten: it must
+		// compress each on its own, or the server would lose track of the
+		// history (RFC 7692 section 7.1.1.2).
+		neg.clientNoContextTakeover = true
+		hdr.Set("Sec-WebSocket-Extensions", neg.raw+"; client_no_context_takeover")
+	}
+
+	client, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		upstream.Close()
+		fail(&proxyError{Status: http.StatusInternalServerError, ProxyStatus: "proxy_internal_error",
+			Message: "hopscope could not take over the client connection for the WebSocket"})
+		return
+	}
+	defer client.Close()
+	defer upstream.Close()
+	if err := writeSwitchingProtocols(brw.Writer, hdr); err != nil {
+		rec.status, rec.err = http.StatusSwitchingProtocols, fmt.Errorf("writing the 101 to the client: %w", err)
+		return
+	}
+	rec.status = http.StatusSwitchingProtocols
+	logHTTP()
+	_ = upstream.SetDeadline(time.Time{}) // the handshake's deadline ends with it
+
+	sess := &wsSession{
+		srv:      s,
+		info:     info,
+		url:      websocketURL(r.URL),
+		path:     wsPath(info, r.URL.Scheme),
+		neg:      neg,
+		start:    time.Now(),
+		client:   &wsPeer{conn: client},
+		upstream: &wsPeer{conn: upstream},
+	}
+	acceptOK := resp.Header.Get("Sec-WebSocket-Accept") == acceptKey(r.Header.Get("Sec-WebSocket-Key"))
+	s.events.wsOpen(sess, resp.Header.Get("Sec-WebSocket-Protocol"), hdr.Get("Sec-WebSocket-Extensions"), acceptOK)
+	if !s.hijacked.add(client, upstream) {
+		return
+	}
+	defer s.hijacked.remove(client, upstream)
+	sess.run(buffered(brw.Reader), buffered(br))
+}
+
+// passResponse relays a non-101 answer to an upgrade request as an
+// ordinary response.
+func (s *Server) passResponse(w http.ResponseWriter, resp *http.Response) (int, int64, error) {
+	defer resp.Body.Close()
+	removeHopByHopHeaders(resp.Header)
+	addVia(resp.Header, resp.ProtoMajor, resp.ProtoMinor, s.opts.Pseudonym)
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	n, err := io.Copy(w, resp.Body)
+	return resp.StatusCode, n, err
+}
+
+// upgradeRequest builds the handshake for the next hop: the client's
+// end-to-end headers, hop-by-hop ones removed and the upgrade asked for
+// again (as httputil.ReverseProxy does).
+func (s *Server) upgradeRequest(r *http.Request) *http.Request {
+	hdr := r.Header.Clone()
+	cleanRequestHeaders(hdr)
+	hdr.Set("Connection", "Upgrade")
+	hdr.Set("Upgrade", "websocket")
+	if _, ok := hdr["User-Agent"]; !ok {
+		hdr.Set("User-Agent", "") // keep net/http from adding its own
+	}
+	addVia(hdr, r.ProtoMajor, r.ProtoMinor, s.opts.Pseudonym)
+	if s.opts.WebSocket.Rules.Modifies() {
+		// Ask the server to compress each message on its own, so that a
+		// message hopscope drops or rewrites cannot break the client's
+		// decompression of the next ones.
+		if offers := hdr.Values("Sec-WebSocket-Extensions"); len(offers) > 0 {
+			hdr["Sec-WebSocket-Extensions"] = addServerNoContextTakeover(offers)
+		}
+	}
+	u := &url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	if u.Path == "" {
+		u.Path = "/"
+	}
+	out := &http.Request{
+		Method:     http.MethodGet,
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     hdr,
+		Host:       r.Host,
+	}
+	return out.WithContext(r.Context())
+}
+
+// dialWebSocket connects to the destination (through the parent proxy when
+// there is one), speaks TLS for wss, and sends the handshake.
+func (s *Server) dialWebSocket(ctx context.Context, u *url.URL, target policy.Request, req *http.Request) (net.Conn, *bufio.Reader, error) {
+	dialCtx, cancel := context.WithTimeout(ctx, s.opts.DialTimeout)
+	defer cancel()
+	hostport := target.Target()
+	secure := u.Scheme == "https"
+	var conn net.Conn
+	var err error
+	viaParent := s.opts.UpstreamProxy != nil && !secure
+	switch {
+	case s.opts.UpstreamProxy == nil:
+		conn, err = s.dialer.DialContext(dialCtx, "tcp", hostport)
+	case secure:
+		conn, err = s.dialer.connectViaParent(dialCtx, hostport)
+	default:
+		conn, err = s.dialer.net.DialContext(dialCtx, "tcp", parentAddr(s.opts.UpstreamProxy))
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if secure {
+		conf := s.opts.UpstreamTLS.Clone()
+		conf.NextProtos = []string{"http/1.1"}
+		if _, err := netip.ParseAddr(target.Host); err != nil {
+			conf.ServerName = target.Host
+		}
+		tc := tls.Client(conn, conf)
+		if err := tc.HandshakeContext(dialCtx); err != nil {
+			conn.Close()
+			return nil, nil, fmt.Errorf("TLS handshake with %s: %w", hostport, err)
+		}
+		conn = tc
+	}
+	_ = conn.SetDeadline(time.Now().Add(s.opts.ResponseHeaderTimeout + s.opts.DialTimeout))
+	if viaParent {
+		req.URL = &url.URL{Scheme: "http", Host: hostport, Path: req.URL.Path, RawPath: req.URL.RawPath, RawQuery: req.URL.RawQuery}
+		if user := s.opts.UpstreamProxy.User; user != nil {
+			pass, _ := user.Password()
+			req.Header.Set("Proxy-Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(user.Username()+":"+pass)))
+		}
+		err = req.WriteProxy(conn)
+	} else {
+		err = req.Write(conn)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("sending the WebSocket handshake to %s: %w", hostport, err)
+	}
+	// The answer is read under the same deadline; serveWebSocket clears
+	// it once the handshake is done.
+	return conn, bufio.NewReaderSize(conn, 4<<10), nil
+}
+
+// parentAddr is the parent proxy's host:port, 3128 (squid's) by default.
+func parentAddr(u *url.URL) string {
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "3128")
+	}
+	return u.Host
+}
+
+// writeSwitchingProtocols writes the 101 answer on the hijacked client
+// connection.
+func writeSwitchingProtocols(w *bufio.Writer, hdr http.Header) error {
+	if _, err := io.WriteString(w, "HTTP/1.1 101 Switching Protocols\r\n"); err != nil {
+		return err
+	}
+	if err := hdr.Write(w); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, "\r\n"); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// buffered returns the bytes a reader holds beyond what was parsed: the
+// first frames may already be in it.
+func buffered(br *bufio.Reader) []byte {
+	n := br.Buffered()
+	if n == 0 {
+		return nil
+	}
+	b, _ := br.Peek(n)
+	return append([]byte(nil), b...)
+}
+
+// acceptKey is the Sec-WebSocket-Accept a server must answer key with.
+func acceptKey(key string) string {
+	h := sha1.New()
+	h.Write([]byte(key))
+	h.Write([]byte("258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+}
+
+// websocketURL writes u with a ws or wss scheme, for events and rules.
+func websocketURL(u *url.URL) string {
+	c := *u
+	c.Scheme = "ws"
+	if u.Scheme == "https" {
+		c.Scheme = "wss"
+	}
+	return c.Redacted()
+}
+
+// negotiation is what the server's Sec-WebSocket-Extensions accepted.
+type negotiation struct {
+	raw                     string
+	deflate                 bool
+	serverNoContextTakeover bool
+	clientNoContextTakeover bool
+	// unknown is set for any extension hopscope does not understand.
+	unknown bool
+}
+
+// parseExtensions reads an extension list: "name; param; param=value,
+// name2". Only permessage-deflate is understood.
+func parseExtensions(values []string) negotiation {
+	n := negotiation{raw: strings.Join(values, ", ")}
+	for _, value := range values {
+		for _, ext := range strings.Split(value, ",") {
+			params := strings.Split(ext, ";")
+			name := strings.ToLower(strings.TrimSpace(params[0]))
+			switch name {
+			case "":
+			case "permessage-deflate":
+				n.deflate = true
+				for _, p := range params[1:] {
+					key, _, _ := strings.Cut(strings.TrimSpace(p), "=")
+					switch strings.ToLower(strings.TrimSpace(key)) {
+					case "server_no_context_takeover":
+						n.serverNoContextTakeover = true
+					case "client_no_context_takeover":
+						n.clientNoContextTakeover = true
+					}
+				}
+			default:
+				n.unknown = true
+			}
+		}
+	}
+	return n
+}
+
+// addServerNoContextTakeover adds server_no_context_takeover to every
+// permessage-deflate offer that lacks it.
+func addServerNoContextTakeover(values []string) []string {
+	var offers []string
+	for _, value := range values {
+		for _, ext := range strings.Split(value, ",") {
+			ext = strings.TrimSpace(ext)
+			if ext == "" {
+				continue
+			}
+			name, _, _ := strings.Cut(ext, ";")
+			if strings.EqualFold(strings.TrimSpace(name), "permessage-deflate") &&
+				!strings.Contains(strings.ToLower(ext), "server_no_context_takeover") {
+				ext += "; server_no_context_takeover"
+			}
+			offers = append(offers, ext)
+		}
+	}
+	return []string{strings.Join(offers, ", ")}
+}

@@ -1,0 +1,408 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+
+	"github.com/hopscope/hopscope/policy"
+	"github.com/hopscope/hopscope/proxy/wsframe"
+)
+
+// wsPeer is one side of a relayed WebSocket. Both directions may write to
+// it (a relayed frame and a close hopscope sends), hence the lock.
+type wsPeer struct {
+	conn net.Conn
+	mu   sync.Mutex
+}
+
+func (p *wsPeer) write(b []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, err := p.conn.Write(b)
+	return err
+}
+
+// wsSession is one relayed WebSocket.
+type wsSession struct {
+	srv      *Server
+	info     connInfo
+	url      string
+	path     string
+	neg      negotiation
+	start    time.Time
+	client   *wsPeer
+	upstream *wsPeer
+
+	closeOnce sync.Once
+	mu        sync.Mutex
+	close     closeRecord
+}
+
+// closeRecord is what ws_close reports.
+type closeRecord struct {
+	seen   bool
+	code   ws.StatusCode
+	reason string
+	from   string
+	// endedBy and endErr say which TCP side ended first, and how, when
+	// there was no close handshake.
+	endedBy string
+	endErr  error
+}
+
+// errClosedByProxy ends a direction after hopscope itself closed the
+// connection (a rule or a violation).
+var errClosedByProxy = errors.New("closed by hopscope")
+
+// run relays both directions until both are done. Bytes the handshake
+// readers already held are fed first.
+func (sess *wsSession) run(clientPrefix, upstreamPrefix []byte) {
+	fromClient := sess.direction(wsframe.Client, sess.client, sess.upstream, !sess.neg.clientNoContextTakeover)
+	fromServer := sess.direction(wsframe.Server, sess.upstream, sess.client, !sess.neg.serverNoContextTakeover)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sess.ended(wsframe.Server, fromServer.run(upstreamPrefix))
+	}()
+	sess.ended(wsframe.Client, fromClient.run(clientPrefix))
+	wg.Wait()
+	sess.srv.events.wsClose(sess, fromClient, fromServer)
+}
+
+func (sess *wsSession) direction(from wsframe.Side, src, dst *wsPeer, takeover bool) *wsDirection {
+	opts := sess.srv.opts.WebSocket
+	return &wsDirection{
+		sess: sess,
+		from: from,
+		src:  src,
+		dst:  dst,
+		parser: wsframe.New(wsframe.Config{
+			From:              from,
+			Deflate:           sess.neg.deflate && !sess.neg.unknown,
+			NoContextTakeover: !takeover,
+			UnknownExtensions: sess.neg.unknown,
+			InspectLimit:      opts.InspectLimit,
+			MaxMessage:        opts.MaxMessage,
+			Pool:              sess.srv.wsPool,
+		}),
+		hold: opts.Rules.Modifies(),
+		// A compressed message can be dropped or changed only when its
+		// sender resets its compressor per message.
+		canModifyCompressed: !takeover && !sess.neg.unknown,
+	}
+}
+
+// ended records how a direction ended and closes both connections: when
+// either TCP side is done, so is the other, and no goroutine outlives the
+// session.
+func (sess *wsSession) ended(from wsframe.Side, err error) {
+	sess.mu.Lock()
+	if sess.close.endedBy == "" {
+		sess.close.endedBy = from.String()
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errClosedByProxy) {
+			sess.close.endErr = err
+		}
+	}
+	sess.mu.Unlock()
+	sess.closeOnce.Do(func() {
+		sess.client.conn.Close()
+		sess.upstream.conn.Close()
+	})
+}
+
+// noteClose remembers the first close frame: who began the close
+// handshake, with which code and reason.
+func (sess *wsSession) noteClose(from string, code ws.StatusCode, reason string) {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if !sess.close.seen {
+		sess.close = closeRecord{seen: true, code: code, reason: reason, from: from}
+	}
+}
+
+// closeBoth sends a close frame to each side (masked towards the server,
+// as a client must) and records hopscope as the one that began it.
+func (sess *wsSession) closeBoth(toClient, toServer ws.StatusCode, clientReason, serverReason string) {
+	_ = sess.client.write(closeFrame(toClient, clientReason, false))
+	_ = sess.upstream.write(closeFrame(toServer, serverReason, true))
+	sess.noteClose("proxy", toClient, clientReason)
+}
+
+// wsDirection relays one direction. It is the parser's Sink: bytes that
+// pass unchanged are collected as a run of the chunk being fed and written
+// in one call; held messages wait in a pooled buffer until a rule decides.
+type wsDirection struct {
+	sess   *wsSession
+	from   wsframe.Side
+	src    *wsPeer
+	dst    *wsPeer
+	parser *wsframe.Parser
+
+	hold                bool // rules may drop or change messages: hold each until complete
+	canModifyCompressed bool
+
+	chunk            []byte
+	segStart, segEnd int
+	segLive          bool
+
+	ctrl     bool      // the current frame is a control frame
+	holding  bool      // the current data message is being held
+	overflow bool      // it outgrew the hold limit and was passed on
+	held     *[]byte   // wire bytes of the held data message
+	ctrlHeld [131]byte // wire bytes of a held control frame (at most 6+125)
+	ctrlN    int
+
+	messages, wireBytes int64
+}
+
+func (d *wsDirection) run(prefix []byte) error {
+	defer d.releaseHeld()
+	if len(prefix) > 0 {
+		if err := d.feed(prefix); err != nil {
+			return err
+		}
+	}
+	cr := newChunkReader(d.src.conn, d.sess.srv.buffers)
+	for {
+		chunk, err := cr.next()
+		if err != nil {
+			return err
+		}
+		err = d.feed(chunk)
+		cr.release()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// feed parses one chunk and passes it on.
+func (d *wsDirection) feed(chunk []byte) error {
+	d.chunk, d.segLive = chunk, false
+	err := d.parser.Feed(chunk, d)
+	if ferr := d.flush(); err == nil {
+		err = ferr
+	}
+	d.chunk = nil
+	var v *wsframe.Violation
+	if errors.As(err, &v) {
+		d.violation(v)
+		return errClosedByProxy
+	}
+	return err
+}
+
+// violation closes both sides: the offender gets the violation's code, the
+// other side a protocol error naming who broke the protocol.
+func (d *wsDirection) violation(v *wsframe.Violation) {
+	reason := "hopscope: " + v.Reason
+	other := fmt.Sprintf("hopscope: the %s broke the protocol", d.from)
+	toClient, toServer := v.Code, ws.StatusProtocolError
+	clientReason, serverReason := reason, other
+	if d.from == wsframe.Server {
+		toClient, toServer = ws.StatusProtocolError, v.Code
+		clientReason, serverReason = other, reason
+	}
+	d.sess.closeBoth(toClient, toServer, clientReason, serverReason)
+	d.sess.srv.events.wsError(d.sess, d.from.String(), v)
+}
+
+// Header implements wsframe.Sink.
+func (d *wsDirection) Header(h ws.Header, raw []byte, off int) error {
+	d.ctrl = h.OpCode.IsControl()
+	if d.hold && d.ctrl {
+		d.ctrlN = copy(d.ctrlHeld[:], raw)
+		return nil
+	}
+	if d.hold && h.OpCode != ws.OpContinuation {
+		d.holding, d.overflow = true, false
+	}
+	return d.route(raw, off)
+}
+
+// Payload implements wsframe.Sink.
+func (d *wsDirection) Payload(raw []byte, off int) error {
+	if d.hold && d.ctrl {
+		d.ctrlN += copy(d.ctrlHeld[d.ctrlN:], raw)
+		return nil
+	}
+	return d.route(raw, off)
+}
+
+func (d *wsDirection) route(raw []byte, off int) error {
+	if !d.holding || d.ctrl {
+		return d.pass(raw, off)
+	}
+	if d.held == nil {
+		d.held = d.sess.srv.wsPool.GetBytes()
+	}
+	if limit := d.sess.srv.opts.WebSocket.InspectLimit; len(*d.held)+len(raw) > limit {
+		// Too big to hold: pass on what was held and stream the rest;
+		// the message can no longer be dropped or changed.
+		d.holding, d.overflow = false, true
+		if err := d.writeHeld(); err != nil {
+			return err
+		}
+		return d.pass(raw, off)
+	}
+	*d.held = append(*d.held, raw...)
+	return nil
+}
+
+// pass forwards bytes unchanged. Bytes from the current chunk extend the
+// run to be written; others are written at once, after the run.
+func (d *wsDirection) pass(raw []byte, off int) error {
+	if off >= 0 && d.segLive && off == d.segEnd {
+		d.segEnd += len(raw)
+		return nil
+	}
+	if err := d.flush(); err != nil {
+		return err
+	}
+	if off >= 0 {
+		d.segStart, d.segEnd, d.segLive = off, off+len(raw), true
+		return nil
+	}
+	return d.dst.write(raw)
+}
+
+func (d *wsDirection) flush() error {
+	if !d.segLive || d.segEnd == d.segStart {
+		d.segLive = false
+		return nil
+	}
+	d.segLive = false
+	return d.dst.write(d.chunk[d.segStart:d.segEnd])
+}
+
+func (d *wsDirection) writeHeld() error {
+	if d.held == nil || len(*d.held) == 0 {
+		return nil
+	}
+	if err := d.flush(); err != nil {
+		return err
+	}
+	err := d.dst.write(*d.held)
+	*d.held = (*d.held)[:0]
+	return err
+}
+
+func (d *wsDirection) releaseHeld() {
+	if d.held != nil {
+		d.sess.srv.wsPool.PutBytes(d.held)
+		d.held = nil
+	}
+}
+
+// Message implements wsframe.Sink: it applies the rules, passes on, drops
+// or rewrites the message, and logs it.
+func (d *wsDirection) Message(m *wsframe.Message) error {
+	d.messages++
+	d.wireBytes += m.WireLen
+	from := d.from.String()
+	if m.Op == ws.OpClose {
+		d.sess.noteClose(from, m.CloseCode, m.CloseReason)
+	}
+	action, ruleName, note := policy.WSPass, "", ""
+	rules := d.sess.srv.opts.WebSocket.Rules
+	var rule *policy.WSRule
+	if len(rules) > 0 {
+		rule = rules.Match(policy.WSMessage{
+			From: from, Type: wsframe.OpName(m.Op), URL: d.sess.url,
+			Payload: m.Payload, Len: messageLen(m), Truncated: m.Truncated,
+		})
+	}
+	if rule != nil {
+		action, ruleName = rule.Action, rule.Name
+	}
+	held := d.hold && (m.Op.IsControl() || !d.overflow)
+	switch {
+	case action == policy.WSPass:
+	case !held:
+		note = fmt.Sprintf("passed: larger than --ws-inspect-limit (%d bytes), so it was streamed before the rule could act", d.sess.srv.opts.WebSocket.InspectLimit)
+		action = policy.WSPass
+	case m.Compressed && !d.canModifyCompressed && action != policy.WSClose:
+		note = "passed: the sender keeps compression context, so dropping or changing a message would corrupt the ones after it"
+		action = policy.WSPass
+	case action == policy.WSRewrite && m.Truncated:
+		note = "passed: only part of the message could be inspected, so it cannot be rewritten"
+		action = policy.WSPass
+	}
+	d.sess.srv.events.wsMessage(d.sess, from, m, action, ruleName, note)
+
+	defer func() {
+		d.holding = false
+		if d.held != nil {
+			*d.held = (*d.held)[:0]
+		}
+	}()
+	switch action {
+	case policy.WSDrop:
+		return nil
+	case policy.WSRewrite:
+		if err := d.flush(); err != nil {
+			return err
+		}
+		return d.dst.write(dataFrame(m.Op, rule.Rewrite(m.Payload), d.from == wsframe.Client))
+	case policy.WSClose:
+		if err := d.flush(); err != nil {
+			return err
+		}
+		code := ws.StatusCode(rule.Code)
+		d.sess.closeBoth(code, code, rule.Reason, rule.Reason)
+		return errClosedByProxy
+	}
+	if !held {
+		return nil // already streamed
+	}
+	if m.Op.IsControl() {
+		if err := d.flush(); err != nil {
+			return err
+		}
+		return d.dst.write(d.ctrlHeld[:d.ctrlN])
+	}
+	return d.writeHeld()
+}
+
+// messageLen is a message's plaintext length for rules and events: its
+// wire payload length when it could not be decompressed.
+func messageLen(m *wsframe.Message) int64 {
+	if m.Len < 0 {
+		return m.PayloadLen
+	}
+	return m.Len
+}
+
+// dataFrame builds a single uncompressed frame (rewritten messages are sent
+// uncompressed, which permessage-deflate allows message by message).
+func dataFrame(op ws.OpCode, payload []byte, masked bool) []byte {
+	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))}
+	if masked {
+		h.Masked, h.Mask = true, ws.NewMask()
+	}
+	var b bytes.Buffer
+	b.Grow(ws.HeaderSize(h) + len(payload))
+	_ = ws.WriteHeader(&b, h)
+	start := b.Len()
+	b.Write(payload)
+	if masked {
+		ws.Cipher(b.Bytes()[start:], h.Mask, 0)
+	}
+	return b.Bytes()
+}
+
+func closeFrame(code ws.StatusCode, reason string, masked bool) []byte {
+	for len(reason) > 123 || !utf8.ValidString(reason) {
+		reason = reason[:len(reason)-1] // never cut a character in two
+	}
+	return dataFrame(ws.OpClose, ws.NewCloseFrameBody(code, reason), masked)
+}
