@@ -78,14 +78,24 @@ type WSMessage struct {
 	Truncated bool
 }
 
-// CompileWSRules checks and compiles rules; an error names the rule by
-// its position (the caller adds the file and line).
+// WSRuleError says which rule (0-based Index) did not compile, so that a
+// caller can point at its line in a file.
+type WSRuleError struct {
+	Index int
+	Err   error
+}
+
+func (e *WSRuleError) Error() string { return fmt.Sprintf("rule %d: %v", e.Index+1, e.Err) }
+
+func (e *WSRuleError) Unwrap() error { return e.Err }
+
+// CompileWSRules checks and compiles rules; an error is a *WSRuleError.
 func CompileWSRules(specs []WSRuleSpec) (WSRules, error) {
 	rules := make(WSRules, 0, len(specs))
 	for i, spec := range specs {
 		r, err := compileWSRule(spec)
 		if err != nil {
-			return nil, fmt.Errorf("rule %d: %w", i+1, err)
+			return nil, &WSRuleError{Index: i, Err: err}
 		}
 		if r.Name == "" {
 			r.Name = fmt.Sprintf("rules[%d]", i)

@@ -42,6 +42,15 @@ type config struct {
 	MITM                  bool          `yaml:"mitm"`
 	MITMHost              []string      `yaml:"mitm-host"`
 	NoMITMHost            []string      `yaml:"no-mitm-host"`
+	WebSocket             wsConfig      `yaml:"websocket"`
+	WSRules               string        `yaml:"ws-rules"`
+	WSInspectLimit        byteSize      `yaml:"ws-inspect-limit"`
+	WSPreview             int           `yaml:"ws-preview"`
+	WSLog                 string        `yaml:"ws-log"`
+	WSMaxMessage          byteSize      `yaml:"ws-max-message"`
+
+	// wsRuleSource says where websocket.rules came from (file and lines).
+	wsRuleSource ruleSource
 }
 
 func defaultConfig() config {
@@ -58,6 +67,9 @@ func defaultConfig() config {
 		ShutdownTimeout:       10 * time.Second,
 		MaxHeaderBytes:        64 << 10,
 		CAHost:                "hopscope.ca",
+		WSInspectLimit:        1 << 20,
+		WSPreview:             256,
+		WSLog:                 "preview",
 	}
 }
 
@@ -73,6 +85,7 @@ func loadConfigFile(path string, cfg *config) error {
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("config %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
+	cfg.wsRuleSource = ruleSource{file: path, lines: ruleLines(data, "websocket", "rules")}
 	return nil
 }
 
@@ -151,6 +164,11 @@ func newFlagSet(cfg *config, output io.Writer) *flag.FlagSet {
 	fs.BoolVar(&cfg.MITM, "mitm", cfg.MITM, "bump every TLS tunnel with the local CA (created on first use)")
 	fs.Var(&listFlag{values: &cfg.MITMHost}, "mitm-host", "bump only TLS tunnels to hosts matching `pattern` (repeatable)")
 	fs.Var(&listFlag{values: &cfg.NoMITMHost}, "no-mitm-host", "never look inside tunnels to hosts matching `pattern` (repeatable): pinned apps")
+	fs.StringVar(&cfg.WSRules, "ws-rules", cfg.WSRules, "YAML `file` with a list of WebSocket rules (replaces websocket.rules of --config)")
+	fs.Var(&cfg.WSInspectLimit, "ws-inspect-limit", "`size` of each WebSocket message kept for inspection and rules, e.g. 1MiB; 0 keeps none")
+	fs.IntVar(&cfg.WSPreview, "ws-preview", cfg.WSPreview, "payload `bytes` shown in ws_message events")
+	fs.StringVar(&cfg.WSLog, "ws-log", cfg.WSLog, "ws_message events: off, meta (no payload), preview, full")
+	fs.Var(&cfg.WSMaxMessage, "ws-max-message", "close WebSockets whose peer sends a message bigger than `size` (1009), e.g. 16MiB; 0: no limit")
 	return fs
 }
 

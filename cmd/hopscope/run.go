@@ -169,7 +169,12 @@ func proxyOptions(cfg config) (*proxy.Options, error) {
 		}
 		pol.Bump.Never = append(pol.Bump.Never, p)
 	}
+	wsOpts, err := webSocketOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
 	opts := &proxy.Options{
+		WebSocket:             wsOpts,
 		Policy:                pol,
 		Credentials:           creds,
 		Pseudonym:             cfg.Pseudonym,
