@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/rs/zerolog"
+
+	"github.com/hopscope/hopscope/proxy/wsframe"
+)
+
+// relayOnce runs a session over real sockets: input is what the client
+// sends; it returns what the server received and what the client got back.
+func relayOnce(t testing.TB, srv *Server, input []byte) (toServer, toClient []byte) {
+	clientEnd, clientSide := tcpPair(t.(*testing.T))
+	upstreamSide, serverEnd := tcpPair(t.(*testing.T))
+	sess := &wsSession{srv: srv, url: "ws://fuzz/", path: "forward", start: time.Now(),
+		client: &wsPeer{conn: clientSide}, upstream: &wsPeer{conn: upstreamSide}}
+	done := make(chan struct{})
+	go func() {
+		sess.run(nil, nil)
+		close(done)
+	}()
+	serverGot := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(serverEnd)
+		serverGot <- b
+	}()
+	_, _ = clientEnd.Write(input)
+	_ = clientEnd.(*net.TCPConn).CloseWrite()
+	_ = clientEnd.SetReadDeadline(time.Now().Add(5 * time.Second))
+	back, _ := io.ReadAll(clientEnd)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session did not end after the client closed")
+	}
+	return <-serverGot, back
+}
+
+// FuzzWebSocketRelay: what the client sends reaches the server byte for
+// byte while it is valid; anything invalid ends in a close frame to the
+// client with a protocol code, and nothing panics or hangs.
+func FuzzWebSocketRelay(f *testing.F) {
+	masked := func(fr ws.Frame) []byte { return ws.MustCompileFrame(ws.MaskFrame(fr)) }
+	f.Add(masked(ws.NewTextFrame([]byte("hello"))))
+	f.Add(bytes.Join([][]byte{
+		masked(ws.NewFrame(ws.OpText, false, []byte("a"))),
+		masked(ws.NewPingFrame([]byte("p"))),
+		masked(ws.NewFrame(ws.OpContinuation, true, []byte("b"))),
+		masked(ws.NewBinaryFrame(make([]byte, 300))),
+	}, nil))
+	f.Add(ws.MustCompileFrame(ws.NewTextFrame([]byte("unmasked"))))
+	f.Add([]byte{0xff, 0xff, 0xff})
+	srv, err := New(&Options{WebSocket: WebSocketOptions{MaxMessage: 1 << 16}}, zerolog.Nop())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, input []byte) {
+		if len(input) > 1<<17 {
+			return
+		}
+		toServer, toClient := relayOnce(t, srv, input)
+		// Judge the input with a parser of its own.
+		p := wsframe.New(wsframe.Config{From: wsframe.Client, InspectLimit: srv.opts.WebSocket.InspectLimit, MaxMessage: 1 << 16})
+		verr := p.Feed(input, discardSink{})
+		var v *wsframe.Violation
+		switch {
+		case verr == nil:
+			if !bytes.HasPrefix(input, toServer) || len(input)-len(toServer) >= ws.MaxHeaderSize {
+				t.Fatalf("valid input: server got %d of %d bytes, not a prefix", len(toServer), len(input))
+			}
+		case errors.As(verr, &v):
+			// The server gets what was valid, then hopscope's close frame.
+			closing := closeFrame(ws.StatusProtocolError, "hopscope: the client broke the protocol", true)
+			if len(toServer) < len(closing) || !bytes.HasPrefix(input, toServer[:len(toServer)-len(closing)]) {
+				t.Fatalf("the server got %d bytes that are not a prefix of the input and a close frame", len(toServer))
+			}
+			sf, err := ws.ReadFrame(bytes.NewReader(toServer[len(toServer)-len(closing):]))
+			if err != nil || sf.Header.OpCode != ws.OpClose || !sf.Header.Masked {
+				t.Fatalf("the server's last frame is not a masked close: %v %v", sf.Header, err)
+			}
+			f, err := ws.ReadFrame(bytes.NewReader(toClient))
+			if err != nil || f.Header.OpCode != ws.OpClose {
+				t.Fatalf("invalid input (%v): the client got %q, want a close frame", v, toClient)
+			}
+			if code, _ := ws.ParseCloseFrameData(f.Payload); code != v.Code {
+				t.Fatalf("close code %d, want %d", code, v.Code)
+			}
+		default:
+			t.Fatalf("parser error %v", verr)
+		}
+	})
+}
+
+type discardSink struct{}
+
+func (discardSink) Header(ws.Header, []byte, int) error { return nil }
+func (discardSink) Payload([]byte, int) error           { return nil }
+func (discardSink) Message(*wsframe.Message) error      { return nil }
