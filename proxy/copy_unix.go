@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -15,9 +16,10 @@ import (
 // of idle relays cost no buffer memory. Deadlines set on the connection
 // still apply. Other connections (TLS) read into a buffer of their own.
 type chunkReader struct {
-	conn net.Conn
-	pool *bufferPool
-	raw  syscall.RawConn
+	conn     net.Conn
+	pool     *bufferPool
+	raw      syscall.RawConn
+	counters []*atomic.Int64 // wrappers between conn and its socket that count reads
 	read func(fd uintptr) bool // r.onReady, bound once, not per read
 	r    readyReader
 	own  []byte
@@ -25,8 +27,9 @@ type chunkReader struct {
 
 func newChunkReader(conn net.Conn, pool *bufferPool) *chunkReader {
 	c := &chunkReader{conn: conn, pool: pool}
-	if sc, ok := conn.(syscall.Conn); ok {
+	if sc, counters := socketOf(conn); sc != nil {
 		if raw, err := sc.SyscallConn(); err == nil {
+			c.counters = counters
 			c.raw = raw
 			c.r.pool = pool
 			c.read = c.r.onReady
@@ -59,7 +62,36 @@ func (c *chunkReader) next() ([]byte, error) {
 		c.release()
 		return nil, errEOF
 	}
+	for _, n := range c.counters {
+		n.Add(int64(c.r.n))
+	}
 	return (*c.r.buf)[:c.r.n], nil
+}
+
+// socketOf finds the socket under hopscope's own connection wrappers, so a
+// relay can wait on it without holding a buffer. counters are the
+// wrappers' read counts, which the relay keeps up to date instead. A
+// prefixConn with bytes still to give stops the search: they come first.
+func socketOf(c net.Conn) (syscall.Conn, []*atomic.Int64) {
+	var counters []*atomic.Int64
+	for {
+		switch v := c.(type) {
+		case *closeNotifyConn:
+			c = v.Conn
+		case *countingConn:
+			counters = append(counters, &v.read)
+			c = v.Conn
+		case *prefixConn:
+			if len(v.prefix) > 0 {
+				return nil, nil
+			}
+			c = v.Conn
+		case syscall.Conn:
+			return v, counters
+		default:
+			return nil, nil
+		}
+	}
 }
 
 // release returns the buffer of the last chunk.

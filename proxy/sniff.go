@@ -3,7 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"io"
+	"errors"
 	"net"
 	"sync"
 	"time"
@@ -150,42 +150,41 @@ func withBuffered(conn net.Conn, br *bufio.Reader) net.Conn {
 	return &prefixConn{Conn: conn, prefix: prefix}
 }
 
-// oneConnListener hands out one connection, then blocks until that
-// connection is closed, so that http.Server.Serve returns exactly when the
-// connection is done.
+// oneConnListener hands http.Server.Serve one connection and then ends
+// the Serve loop at once; the connection lives on in its own goroutine,
+// and onClose reports its end. No goroutine waits for it.
 type oneConnListener struct {
 	conn   net.Conn
 	served bool
-	done   chan struct{}
 }
 
-func newOneConnListener(conn net.Conn) *oneConnListener {
-	l := &oneConnListener{done: make(chan struct{})}
-	l.conn = &closeNotifyConn{Conn: conn, done: l.done}
-	return l
+func newOneConnListener(conn net.Conn, onClose func()) *oneConnListener {
+	return &oneConnListener{conn: &closeNotifyConn{Conn: conn, onClose: onClose}}
 }
+
+// errListenerDone ends Serve after the one connection was handed out.
+var errListenerDone = errors.New("the tunnel's one connection was handed out")
 
 func (l *oneConnListener) Accept() (net.Conn, error) {
 	if !l.served {
 		l.served = true
 		return l.conn, nil
 	}
-	<-l.done
-	return nil, io.EOF
+	return nil, errListenerDone
 }
 
 func (l *oneConnListener) Close() error   { return nil }
 func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
 
-// closeNotifyConn closes done when the connection is closed.
+// closeNotifyConn runs onClose once, when the connection is first closed.
 type closeNotifyConn struct {
 	net.Conn
-	done chan struct{}
-	once sync.Once
+	onClose func()
+	once    sync.Once
 }
 
 func (c *closeNotifyConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { close(c.done) })
+	c.once.Do(c.onClose)
 	return err
 }

@@ -23,16 +23,15 @@ import (
 // client's 200 means the destination is really there (goproxy's MITM path
 // answers 200 even for a closed port), then looks at what the client says
 // first: TLS to bump, plaintext HTTP to serve, anything else to splice.
+//
+// Once the tunnel is set up it returns and the relay runs on goroutines
+// of its own: net/http keeps a connection's buffers alive until its
+// handler returns, which would cost every idle tunnel 8 KiB or more.
 func (s *Server) serveTunnel(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
 	start := time.Now()
 	target, _ := targetFrom(req.Context())
 	info := connInfoFrom(req.Context())
-	rec := tunnelRecord{conn: info, host: target.Host, port: target.Port, mode: modeSplice}
-	defer func() {
-		client.Close()
-		rec.duration = time.Since(start)
-		s.events.tunnel(rec)
-	}()
+	rec := &tunnelRecord{conn: info, host: target.Host, port: target.Port, mode: modeSplice}
 
 	upstream, err := s.dialer.dialTunnel(req.Context(), req.URL.Host)
 	if err != nil {
@@ -41,53 +40,83 @@ func (s *Server) serveTunnel(req *http.Request, client net.Conn, _ *goproxy.Prox
 			s.events.deny(info, http.MethodConnect, target.Target(), pe)
 		}
 		_ = pe.response(req, s.opts.Pseudonym).Write(client)
-		rec.status, rec.err = pe.Status, pe
+		client.Close()
+		rec.status, rec.err, rec.duration = pe.Status, pe, time.Since(start)
+		s.events.tunnel(*rec)
 		return
 	}
 	primed := &primedConn{conn: upstream, target: target}
-	defer primed.closeUnlessTaken()
-
 	if _, err := io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
-		rec.status, rec.err = http.StatusOK, fmt.Errorf("answering the CONNECT: %w", err)
+		client.Close()
+		primed.closeUnlessTaken()
+		rec.status, rec.err, rec.duration = http.StatusOK, fmt.Errorf("answering the CONNECT: %w", err), time.Since(start)
+		s.events.tunnel(*rec)
 		return
 	}
 	rec.status = http.StatusOK
 	if !s.hijacked.add(client, upstream) {
+		client.Close()
+		primed.closeUnlessTaken()
 		return // shutting down
 	}
-	defer s.hijacked.remove(client, upstream)
-
+	// finish runs once, from whichever goroutine sees the tunnel end.
+	finish := func() {
+		s.hijacked.remove(client, upstream)
+		primed.closeUnlessTaken()
+		client.Close()
+		rec.duration = time.Since(start)
+		s.events.tunnel(*rec)
+	}
+	splice := func(client, upstream net.Conn) {
+		go func() {
+			rec.bytesUp, rec.bytesDown, rec.err = relayBytes(client, upstream, s.buffers)
+			finish()
+		}()
+	}
 	if !s.opts.Policy.Bump.Inspect(target.Host, target.Port) {
-		rec.bytesUp, rec.bytesDown, rec.err = relayBytes(client, upstream, s.buffers)
+		splice(client, upstream)
 		return
 	}
 	first := sniffTunnel(client, upstream)
 	primed.conn = first.upstream
+	t := tunnelInfo{id: info.id, target: target, primed: primed}
 	switch {
 	case first.err != nil:
 		// The client closed without a byte: an empty tunnel, not an error.
+		finish()
 	case first.tls && s.opts.Issuer != nil && s.opts.Policy.Bump.BumpTLS(target.Host, target.Port):
-		rec.mode = modeBump
+		rec.mode, t.scheme = modeBump, "https"
 		counted := &countingConn{Conn: first.client}
-		s.bump(req.Context(), counted, tunnelInfo{id: info.id, scheme: "https", target: target, primed: primed}, &rec)
-		rec.bytesUp, rec.bytesDown = counted.read.Load(), counted.written.Load()
+		conn, err := s.bump(req.Context(), counted, target, rec)
+		if err != nil {
+			rec.err = err
+			rec.bytesUp, rec.bytesDown = counted.read.Load(), counted.written.Load()
+			finish()
+			return
+		}
+		s.serveInner(conn, t, func() {
+			rec.bytesUp, rec.bytesDown = counted.read.Load(), counted.written.Load()
+			finish()
+		})
 	case first.http:
-		rec.mode = modeHTTP
+		rec.mode, t.scheme = modeHTTP, "http"
 		counted := &countingConn{Conn: first.client}
-		s.serveInner(counted, tunnelInfo{id: info.id, scheme: "http", target: target, primed: primed})
-		rec.bytesUp, rec.bytesDown = counted.read.Load(), counted.written.Load()
+		s.serveInner(counted, t, func() {
+			rec.bytesUp, rec.bytesDown = counted.read.Load(), counted.written.Load()
+			finish()
+		})
 	default:
-		rec.bytesUp, rec.bytesDown, rec.err = relayBytes(first.client, first.upstream, s.buffers)
+		splice(first.client, first.upstream)
 	}
 }
 
-// bump terminates the client's TLS with a leaf from the local CA and serves
-// the decrypted HTTP. The destination is reached through the transport,
-// with its certificate verified, so a failure there becomes a 502 page
-// inside the bumped connection.
-func (s *Server) bump(ctx context.Context, client net.Conn, t tunnelInfo, rec *tunnelRecord) {
+// bump terminates the client's TLS with a leaf from the local CA. The
+// destination is reached through the transport, with its certificate
+// verified, so a failure there becomes a 502 page inside the bumped
+// connection.
+func (s *Server) bump(ctx context.Context, client net.Conn, target policy.Request, rec *tunnelRecord) (*tls.Conn, error) {
 	var leaf mitm.LeafSource
-	conn := tls.Server(client, s.opts.Issuer.ServerConfig(t.target.Host, &leaf))
+	conn := tls.Server(client, s.opts.Issuer.ServerConfig(target.Host, &leaf))
 	hsCtx, cancel := context.WithTimeout(ctx, s.opts.ReadHeaderTimeout)
 	err := conn.HandshakeContext(hsCtx)
 	cancel()
@@ -96,12 +125,11 @@ func (s *Server) bump(ctx context.Context, client net.Conn, t tunnelInfo, rec *t
 		rec.leaf = "minted"
 	}
 	if err != nil {
-		rec.err = fmt.Errorf("TLS handshake with the client failed (a client that does not trust hopscope's CA says so here; see `hopscope ca install`): %w", err)
-		return
+		return nil, fmt.Errorf("TLS handshake with the client failed (a client that does not trust hopscope's CA says so here; see `hopscope ca install`): %w", err)
 	}
 	state := conn.ConnectionState()
 	rec.sni, rec.tlsVersion, rec.alpn = state.ServerName, tls.VersionName(state.Version), state.NegotiatedProtocol
-	s.serveInner(conn, t)
+	return conn, nil
 }
 
 // tunnelInfo describes the tunnel an inner request arrived through.
@@ -120,9 +148,10 @@ func tunnelFrom(ctx context.Context) (tunnelInfo, bool) {
 }
 
 // serveInner serves HTTP/1.1 on a tunnel's client connection (decrypted or
-// plaintext) through the same front handler logic as plain proxy requests,
-// and returns when the connection is done.
-func (s *Server) serveInner(conn net.Conn, t tunnelInfo) {
+// plaintext) through the same front handler logic as plain proxy requests.
+// It returns at once; onDone runs when the connection is closed, by
+// net/http or, after a WebSocket upgrade, by the relay.
+func (s *Server) serveInner(conn net.Conn, t tunnelInfo, onDone func()) {
 	outer := connInfo{id: t.id, tunnel: t.id}
 	srv := &http.Server{
 		Handler:           http.HandlerFunc(s.serveInTunnel),
@@ -137,7 +166,7 @@ func (s *Server) serveInner(conn net.Conn, t tunnelInfo) {
 			return withPrimed(ctx, t.primed)
 		},
 	}
-	_ = srv.Serve(newOneConnListener(conn))
+	_ = srv.Serve(newOneConnListener(conn, onDone))
 }
 
 // relayBytes copies client->upstream and upstream->client until both

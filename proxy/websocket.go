@@ -114,9 +114,9 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, info con
 			Message: "hopscope could not take over the client connection for the WebSocket"})
 		return
 	}
-	defer client.Close()
-	defer upstream.Close()
 	if err := writeSwitchingProtocols(brw.Writer, hdr); err != nil {
+		client.Close()
+		upstream.Close()
 		rec.status, rec.err = http.StatusSwitchingProtocols, fmt.Errorf("writing the 101 to the client: %w", err)
 		return
 	}
@@ -137,10 +137,18 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, info con
 	acceptOK := resp.Header.Get("Sec-WebSocket-Accept") == acceptKey(r.Header.Get("Sec-WebSocket-Key"))
 	s.events.wsOpen(sess, resp.Header.Get("Sec-WebSocket-Protocol"), hdr.Get("Sec-WebSocket-Extensions"), acceptOK)
 	if !s.hijacked.add(client, upstream) {
+		client.Close()
+		upstream.Close()
 		return
 	}
-	defer s.hijacked.remove(client, upstream)
-	sess.run(buffered(brw.Reader), buffered(br))
+	clientEarly, upstreamEarly := buffered(brw.Reader), buffered(br)
+	// The relay runs on goroutines of its own and this handler returns, so
+	// that net/http lets go of the connection's buffers (8 KiB and more)
+	// instead of keeping them for the WebSocket's whole life.
+	go func() {
+		defer s.hijacked.remove(client, upstream)
+		sess.run(clientEarly, upstreamEarly)
+	}()
 }
 
 // passResponse relays a non-101 answer to an upgrade request as an

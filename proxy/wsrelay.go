@@ -75,6 +75,7 @@ func (sess *wsSession) run(clientPrefix, upstreamPrefix []byte) {
 	}()
 	sess.ended(wsframe.Client, fromClient.run(clientPrefix))
 	wg.Wait()
+	sess.closeOnce.Do(sess.closeConns) // also when neither direction ran
 	sess.srv.events.wsClose(sess, fromClient, fromServer)
 }
 
@@ -113,10 +114,12 @@ func (sess *wsSession) ended(from wsframe.Side, err error) {
 		}
 	}
 	sess.mu.Unlock()
-	sess.closeOnce.Do(func() {
-		sess.client.conn.Close()
-		sess.upstream.conn.Close()
-	})
+	sess.closeOnce.Do(sess.closeConns)
+}
+
+func (sess *wsSession) closeConns() {
+	sess.client.conn.Close()
+	sess.upstream.conn.Close()
 }
 
 // noteClose remembers the first close frame: who began the close

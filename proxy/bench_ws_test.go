@@ -1,0 +1,185 @@
+package proxy_test
+
+import (
+	"context"
+	"net"
+	"net/http/httptest"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
+	"github.com/hopscope/hopscope/policy"
+	"github.com/hopscope/hopscope/proxy"
+)
+
+// wsRoutes are the three ways a benchmark reaches the echo server.
+type wsRoutes struct {
+	origin    *httptest.Server
+	url       string
+	inspected *proxyFixture // ws:// through CONNECT, relayed frame by frame
+	raw       *proxyFixture // the same, spliced (--no-mitm-host): a raw tunnel
+}
+
+func newWSRoutes(b *testing.B) *wsRoutes {
+	origin := httptest.NewServer(gobwasEcho())
+	b.Cleanup(origin.Close)
+	host, _, _ := net.SplitHostPort(origin.Listener.Addr().String())
+	spliced := openPolicy()
+	spliced.Bump.Never = []policy.HostPattern{mustPattern(b, host)}
+	return &wsRoutes{
+		origin:    origin,
+		url:       wsURL(origin.URL),
+		inspected: startProxy(b, &proxy.Options{Policy: openPolicy()}),
+		raw:       startProxy(b, &proxy.Options{Policy: spliced}),
+	}
+}
+
+func (r *wsRoutes) dial(b *testing.B, via *proxyFixture) net.Conn {
+	d := ws.Dialer{Timeout: 10 * time.Second}
+	if via != nil {
+		d = connectDialer(via)
+	}
+	conn, _, _, err := d.Dial(context.Background(), r.url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// echoRate sends n messages of size bytes over conns (round trips, one
+// in flight per connection) and returns messages per second.
+func echoRate(b *testing.B, conns []net.Conn, n, size int) float64 {
+	payload := make([]byte, size)
+	var wg sync.WaitGroup
+	per := (n + len(conns) - 1) / len(conns)
+	start := time.Now()
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range per {
+				if err := wsutil.WriteClientBinary(c, payload); err != nil {
+					b.Error(err)
+					return
+				}
+				if _, err := wsutil.ReadServerBinary(c); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(per*len(conns)) / time.Since(start).Seconds()
+}
+
+// benchEcho compares direct, raw-tunnel and inspected echo rates.
+func benchEcho(b *testing.B, connections, size int, unit string) {
+	r := newWSRoutes(b)
+	routes := []struct {
+		name string
+		via  *proxyFixture
+	}{{"direct", nil}, {"raw-tunnel", r.raw}, {"inspected", r.inspected}}
+	conns := make([][]net.Conn, len(routes))
+	for i, route := range routes {
+		for range connections {
+			conns[i] = append(conns[i], r.dial(b, route.via))
+		}
+		echoRate(b, conns[i], connections, size) // warm up
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	rates := make([]float64, len(routes))
+	for i := range routes {
+		rates[i] = echoRate(b, conns[i], b.N, size)
+	}
+	b.StopTimer()
+	scale := 1.0
+	if unit == "MiB/s" {
+		scale = float64(size) / (1 << 20)
+	}
+	for i, route := range routes {
+		b.ReportMetric(rates[i]*scale, route.name+"-"+unit)
+	}
+	b.ReportMetric(rates[2]/rates[0], "inspected/direct")
+	b.ReportMetric(rates[2]/rates[1], "inspected/raw")
+}
+
+// BenchmarkWSEcho64 is 64-byte echo round trips on one connection.
+func BenchmarkWSEcho64(b *testing.B) { benchEcho(b, 1, 64, "msg/s") }
+
+// BenchmarkWSEcho64x100 is the same on 100 connections at once.
+func BenchmarkWSEcho64x100(b *testing.B) { benchEcho(b, 100, 64, "msg/s") }
+
+// BenchmarkWSEcho1MiB is 1 MiB messages echoed on one connection; the
+// rate counts each message once.
+func BenchmarkWSEcho1MiB(b *testing.B) { benchEcho(b, 1, 1<<20, "MiB/s") }
+
+// BenchmarkWSIdleMemory holds 1,000 idle WebSockets open directly and then
+// through the proxy (inspected) and reports the proxy's share per
+// connection: the heap and stacks of the second set minus the first.
+func BenchmarkWSIdleMemory(b *testing.B) {
+	const n = 1000
+	r := newWSRoutes(b)
+	var heapDelta, stackDelta [2]int64
+	measure := func(via *proxyFixture) uint64 {
+		runtime.GC()
+		before := memInUse()
+		var m0 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		conns := make([]net.Conn, 0, n)
+		for range n {
+			conns = append(conns, r.dial(b, via))
+		}
+		// One message each, so every relay has run its first read.
+		for _, c := range conns {
+			if err := wsutil.WriteClientBinary(c, []byte("x")); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := wsutil.ReadServerBinary(c); err != nil {
+				b.Fatal(err)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+		runtime.GC()
+		after := memInUse()
+		var m1 runtime.MemStats
+		runtime.ReadMemStats(&m1)
+		i := 0
+		if via != nil {
+			i = 1
+		}
+		heapDelta[i] = int64(m1.HeapInuse) - int64(m0.HeapInuse)
+		stackDelta[i] = int64(m1.StackInuse) - int64(m0.StackInuse)
+		for _, c := range conns {
+			c.Close()
+		}
+		if after < before {
+			return 0
+		}
+		return after - before
+	}
+	var direct, proxied uint64
+	for b.Loop() {
+		direct = measure(nil)
+		proxied = measure(r.inspected)
+	}
+	perConn := float64(int64(proxied)-int64(direct)) / n / 1024
+	b.ReportMetric(float64(direct)/n/1024, "direct-KiB/conn")
+	b.ReportMetric(float64(proxied)/n/1024, "with-proxy-KiB/conn")
+	b.ReportMetric(perConn, "proxy-KiB/conn")
+	b.ReportMetric(float64(heapDelta[1]-heapDelta[0])/n/1024, "proxy-heap-KiB/conn")
+	b.ReportMetric(float64(stackDelta[1]-stackDelta[0])/n/1024, "proxy-stack-KiB/conn")
+}
+
+func memInUse() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse + m.StackInuse
+}
+
