@@ -19,10 +19,10 @@ type chunkReader struct {
 	conn     net.Conn
 	pool     *bufferPool
 	raw      syscall.RawConn
-	counters []*atomic.Int64 // wrappers between conn and its socket that count reads
-	read func(fd uintptr) bool // r.onReady, bound once, not per read
-	r    readyReader
-	own  []byte
+	counters []*atomic.Int64       // wrappers between conn and its socket that count reads
+	read     func(fd uintptr) bool // r.onReady, bound once, not per read
+	r        readyReader
+	own      []byte
 }
 
 func newChunkReader(conn net.Conn, pool *bufferPool) *chunkReader {
