@@ -1,8 +1,10 @@
 package proxy_test
 
 import (
+	"bufio"
 	"context"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"sync"
@@ -124,61 +126,81 @@ func BenchmarkWSEcho1MiB(b *testing.B) { benchEcho(b, 1, 1<<20, "MiB/s") }
 // through the proxy (inspected) and reports the proxy's share per
 // connection: the heap and stacks of the second set minus the first.
 func BenchmarkWSIdleMemory(b *testing.B) {
-	const n = 1000
 	r := newWSRoutes(b)
-	var heapDelta, stackDelta [2]int64
-	measure := func(via *proxyFixture) uint64 {
+	benchIdleMemory(b, func(via *proxyFixture) net.Conn {
+		c := r.dial(b, via)
+		// One message each, so every relay has run its first read.
+		if err := wsutil.WriteClientBinary(c, []byte("x")); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := wsutil.ReadServerBinary(c); err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}, r.inspected)
+}
+
+// BenchmarkTunnelIdleMemory does the same for spliced CONNECT tunnels.
+func BenchmarkTunnelIdleMemory(b *testing.B) {
+	echo := startEcho(b)
+	px := startProxy(b, &proxy.Options{Policy: openPolicy()})
+	benchIdleMemory(b, func(via *proxyFixture) net.Conn {
+		var c net.Conn
+		var br *bufio.Reader
+		if via == nil {
+			var err error
+			if c, err = net.Dial("tcp", echo); err != nil {
+				b.Fatal(err)
+			}
+			br = bufio.NewReader(c)
+		} else {
+			var resp *http.Response
+			resp, c, br = via.rawRequest("CONNECT " + echo + " HTTP/1.1\r\nHost: x\r\n\r\n")
+			if resp.StatusCode != 200 {
+				b.Fatal(resp.Status)
+			}
+		}
+		// A byte each way, so the tunnel is past sniffing and spliced.
+		if _, err := c.Write([]byte("x")); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := br.ReadByte(); err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}, px)
+}
+
+// benchIdleMemory opens 1,000 connections with open(nil) (direct), then
+// with open(via), and reports the proxy's heap and stack per connection.
+func benchIdleMemory(b *testing.B, open func(via *proxyFixture) net.Conn, via *proxyFixture) {
+	const n = 1000
+	type usage struct{ heap, stack int64 }
+	measure := func(via *proxyFixture) usage {
 		runtime.GC()
-		before := memInUse()
-		var m0 runtime.MemStats
+		var m0, m1 runtime.MemStats
 		runtime.ReadMemStats(&m0)
 		conns := make([]net.Conn, 0, n)
 		for range n {
-			conns = append(conns, r.dial(b, via))
-		}
-		// One message each, so every relay has run its first read.
-		for _, c := range conns {
-			if err := wsutil.WriteClientBinary(c, []byte("x")); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := wsutil.ReadServerBinary(c); err != nil {
-				b.Fatal(err)
-			}
+			conns = append(conns, open(via))
 		}
 		time.Sleep(100 * time.Millisecond)
 		runtime.GC()
-		after := memInUse()
-		var m1 runtime.MemStats
 		runtime.ReadMemStats(&m1)
-		i := 0
-		if via != nil {
-			i = 1
-		}
-		heapDelta[i] = int64(m1.HeapInuse) - int64(m0.HeapInuse)
-		stackDelta[i] = int64(m1.StackInuse) - int64(m0.StackInuse)
 		for _, c := range conns {
 			c.Close()
 		}
-		if after < before {
-			return 0
-		}
-		return after - before
+		return usage{int64(m1.HeapInuse) - int64(m0.HeapInuse), int64(m1.StackInuse) - int64(m0.StackInuse)}
 	}
-	var direct, proxied uint64
+	var direct, proxied usage
 	for b.Loop() {
 		direct = measure(nil)
-		proxied = measure(r.inspected)
+		proxied = measure(via)
 	}
-	perConn := float64(int64(proxied)-int64(direct)) / n / 1024
-	b.ReportMetric(float64(direct)/n/1024, "direct-KiB/conn")
-	b.ReportMetric(float64(proxied)/n/1024, "with-proxy-KiB/conn")
-	b.ReportMetric(perConn, "proxy-KiB/conn")
-	b.ReportMetric(float64(heapDelta[1]-heapDelta[0])/n/1024, "proxy-heap-KiB/conn")
-	b.ReportMetric(float64(stackDelta[1]-stackDelta[0])/n/1024, "proxy-stack-KiB/conn")
-}
-
-func memInUse() uint64 {
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapInuse + m.StackInuse
+	kib := func(v int64) float64 { return float64(v) / n / 1024 }
+	b.ReportMetric(kib(direct.heap+direct.stack), "direct-KiB/conn")
+	b.ReportMetric(kib(proxied.heap+proxied.stack), "with-proxy-KiB/conn")
+	b.ReportMetric(kib(proxied.heap+proxied.stack-direct.heap-direct.stack), "proxy-KiB/conn")
+	b.ReportMetric(kib(proxied.heap-direct.heap), "proxy-heap-KiB/conn")
+	b.ReportMetric(kib(proxied.stack-direct.stack), "proxy-stack-KiB/conn")
 }
