@@ -8,37 +8,14 @@ import (
 	"io"
 	"strings"
 
-	"github.com/rs/zerolog"
-
 	"github.com/hopscope/hopscope/certs"
-	"github.com/hopscope/hopscope/mitm"
-	"github.com/hopscope/hopscope/proxy"
+	"github.com/hopscope/hopscope/config"
 )
-
-// loadCA loads (creating on first use) the CA for bumping and wires it
-// into opts.
-func loadCA(cfg config, opts *proxy.Options, logger zerolog.Logger) error {
-	dir, err := certs.Dir(cfg.CADir)
-	if err != nil {
-		return err
-	}
-	ca, created, err := certs.LoadOrCreate(dir)
-	if err != nil {
-		return fmt.Errorf("loading the CA for --mitm: %w", err)
-	}
-	if created {
-		logger.Warn().Str("event", "ca_created").Str("dir", dir).Str("fingerprint", ca.Fingerprint()).
-			Msg("created a new local CA; trust it with `hopscope ca install` or fetch http://" + cfg.CAHost + "/ through the proxy")
-	}
-	opts.CA = ca
-	opts.Issuer = mitm.NewIssuer(ca, mitm.IssuerOptions{})
-	return nil
-}
 
 // runCA is `hopscope ca SUBCOMMAND`.
 func runCA(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usageError{"hopscope ca: give init, path, export, install or uninstall"}
+		return config.UsageError{Msg: "hopscope ca: give init, path, export, install or uninstall"}
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("hopscope ca "+sub, flag.ContinueOnError)
@@ -47,10 +24,10 @@ func runCA(args []string, stdout io.Writer) error {
 	force := fs.Bool("force", false, "replace an existing CA (init)")
 	der := fs.Bool("der", false, "write DER instead of PEM (export)")
 	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{fmt.Sprintf("hopscope ca %s: %v", sub, err)}
+		return config.UsageError{Msg: fmt.Sprintf("hopscope ca %s: %v", sub, err)}
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("hopscope ca %s: unexpected argument %q", sub, fs.Arg(0))}
+		return config.UsageError{Msg: fmt.Sprintf("hopscope ca %s: unexpected argument %q", sub, fs.Arg(0))}
 	}
 	dir, err := certs.Dir(*caDir)
 	if err != nil {
@@ -100,6 +77,6 @@ func runCA(args []string, stdout io.Writer) error {
 		}
 		return nil
 	default:
-		return usageError{fmt.Sprintf("hopscope ca: unknown subcommand %q; give init, path, export, install or uninstall", sub)}
+		return config.UsageError{Msg: fmt.Sprintf("hopscope ca: unknown subcommand %q; give init, path, export, install or uninstall", sub)}
 	}
 }

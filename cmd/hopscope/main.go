@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/hopscope/hopscope/config"
 )
 
 func main() {
@@ -28,7 +30,7 @@ func main() {
 	if errors.Is(err, flag.ErrHelp) {
 		return
 	}
-	var usage usageError
+	var usage config.UsageError
 	fmt.Fprintln(os.Stderr, "hopscope:", err)
 	if errors.As(err, &usage) {
 		os.Exit(2)

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"bytes"
@@ -93,7 +93,7 @@ func compileRules(specs []policy.WSRuleSpec, src ruleSource) (policy.WSRules, er
 }
 
 // webSocketOptions builds the relay settings.
-func webSocketOptions(cfg config) (proxy.WebSocketOptions, error) {
+func (cfg Config) webSocketOptions() (proxy.WebSocketOptions, error) {
 	opts := proxy.WebSocketOptions{
 		InspectLimit: int(cfg.WSInspectLimit),
 		Preview:      cfg.WSPreview,
@@ -106,10 +106,10 @@ func webSocketOptions(cfg config) (proxy.WebSocketOptions, error) {
 	switch cfg.WSLog {
 	case proxy.WSLogOff, proxy.WSLogMeta, proxy.WSLogPreview, proxy.WSLogFull:
 	default:
-		return opts, usageError{fmt.Sprintf("--ws-log %q: use off, meta, preview or full", cfg.WSLog)}
+		return opts, UsageError{Msg: fmt.Sprintf("--ws-log %q: use off, meta, preview or full", cfg.WSLog)}
 	}
 	if cfg.WSPreview < 0 {
-		return opts, usageError{"--ws-preview must not be negative"}
+		return opts, UsageError{Msg: "--ws-preview must not be negative"}
 	}
 	specs, src := cfg.WebSocket.Rules, cfg.wsRuleSource
 	if cfg.WSRules != "" {

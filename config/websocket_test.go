@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"io"
@@ -21,11 +21,11 @@ websocket:
       code: 4000
       reason: kicked
 `)
-	cfg, err := parseConfig([]string{"--config", path}, io.Discard)
+	cfg, err := Parse([]string{"--config", path}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts, err := webSocketOptions(cfg)
+	opts, err := cfg.webSocketOptions()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,9 +56,9 @@ func TestBadWebSocketRules(t *testing.T) {
 		{[]string{"--ws-preview", "-1"}, []string{"--ws-preview"}},
 	}
 	for _, tc := range cases {
-		cfg, err := parseConfig(tc.args, io.Discard)
+		cfg, err := Parse(tc.args, io.Discard)
 		if err == nil {
-			_, err = webSocketOptions(cfg)
+			_, err = cfg.webSocketOptions()
 		}
 		if err == nil {
 			t.Errorf("%q accepted", tc.args)

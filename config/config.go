@@ -1,4 +1,8 @@
-package main
+// Package config holds every hopscope setting: the defaults, the named
+// profiles that reproduce real proxies, the YAML file and the flags (in that
+// order of precedence), and the conversion into proxy.Options. The command
+// and the proxytest harness share it.
+package config
 
 import (
 	"bytes"
@@ -13,9 +17,9 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// config holds every setting. The YAML keys of --config are the flag names,
+// Config holds every setting. The YAML keys of --config are the flag names,
 // so a setting is spelled the same way in both places.
-type config struct {
+type Config struct {
 	Listen                string        `yaml:"listen"`
 	ConnectPorts          string        `yaml:"connect-ports"`
 	AllowHost             []string      `yaml:"allow-host"`
@@ -53,8 +57,9 @@ type config struct {
 	wsRuleSource ruleSource
 }
 
-func defaultConfig() config {
-	return config{
+// Default returns the settings hopscope runs with when nothing is said.
+func Default() Config {
+	return Config{
 		Listen:                "127.0.0.1:8080",
 		ConnectPorts:          "443",
 		Pseudonym:             "hopscope",
@@ -75,7 +80,7 @@ func defaultConfig() config {
 
 // loadConfigFile merges a YAML file into cfg. Unknown keys are an error that
 // names the key and its line, so a typo never silently does nothing.
-func loadConfigFile(path string, cfg *config) error {
+func loadConfigFile(path string, cfg *Config) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("reading config: %w", err)
@@ -134,7 +139,7 @@ func configPath(args []string) string {
 }
 
 // newFlagSet binds every flag to cfg, whose current values are the defaults.
-func newFlagSet(cfg *config, output io.Writer) *flag.FlagSet {
+func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("hopscope", flag.ContinueOnError)
 	fs.SetOutput(output)
 	fs.String("config", "", "YAML `file` with the same settings as the flags (keys are flag names); flags override it")
@@ -172,11 +177,12 @@ func newFlagSet(cfg *config, output io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// parseConfig builds the effective configuration from defaults, the config
-// file and the flags, in that order of precedence (last wins).
-// On --help it prints the usage to stdout and returns flag.ErrHelp.
-func parseConfig(args []string, stdout io.Writer) (config, error) {
-	cfg := defaultConfig()
+// Parse builds the effective configuration from the defaults, the config
+// file and the flags, in that order of precedence (last wins). On --help it
+// prints the usage to stdout and returns flag.ErrHelp; a mistake on the
+// command line is a UsageError.
+func Parse(args []string, stdout io.Writer) (Config, error) {
+	cfg := Default()
 	if path := configPath(args); path != "" {
 		if err := loadConfigFile(path, &cfg); err != nil {
 			return cfg, err
@@ -188,18 +194,19 @@ func parseConfig(args []string, stdout io.Writer) (config, error) {
 			printUsage(fs, stdout)
 			return cfg, err
 		}
-		return cfg, usageError{err.Error() + " (see hopscope --help)"}
+		return cfg, UsageError{Msg: err.Error() + " (see hopscope --help)"}
 	}
 	if fs.NArg() > 0 {
-		return cfg, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+		return cfg, UsageError{Msg: fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
 	return cfg, nil
 }
 
-// usageError is a mistake on the command line (exit status 2).
-type usageError struct{ msg string }
+// UsageError is a mistake on the command line or in a setting (exit
+// status 2).
+type UsageError struct{ Msg string }
 
-func (e usageError) Error() string { return e.msg }
+func (e UsageError) Error() string { return e.Msg }
 
 func printUsage(fs *flag.FlagSet, out io.Writer) {
 	fmt.Fprint(out, `hopscope: an intercepting, WebSocket-aware HTTP forward proxy.

@@ -1,0 +1,108 @@
+package config
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	path := writeFile(t, "hopscope.yaml", `
+listen: 127.0.0.1:9999
+connect-ports: "443,8443"
+allow-host:
+  - "*.example.com"
+  - api.example.org
+deny-host: [10.0.0.0/8]
+dial-timeout: 3s
+`)
+	cfg, err := Parse([]string{"--config", path, "--connect-ports", "*", "--allow-host", "only.example"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:9999" {
+		t.Errorf("listen from file = %q", cfg.Listen)
+	}
+	if cfg.ConnectPorts != "*" {
+		t.Errorf("flag must override file: connect-ports = %q", cfg.ConnectPorts)
+	}
+	if strings.Join(cfg.AllowHost, ",") != "only.example" {
+		t.Errorf("a repeatable flag replaces the file's list: allow-host = %q", cfg.AllowHost)
+	}
+	if strings.Join(cfg.DenyHost, ",") != "10.0.0.0/8" || cfg.DialTimeout != 3*time.Second {
+		t.Errorf("file values lost: %+v", cfg)
+	}
+	if cfg.ShutdownTimeout != Default().ShutdownTimeout {
+		t.Errorf("defaults lost: shutdown-timeout %v", cfg.ShutdownTimeout)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"unknown key", "listen: 127.0.0.1:1\nconect-ports: 443\n", []string{"conect-ports", "line 2"}},
+		{"wrong type", "allow-host: {a: b}\n", []string{"line 1"}},
+		{"bad duration", "dial-timeout: soon\n", []string{"line 1", "soon"}},
+		{"not yaml", "listen: [\n", []string{"hopscope.yaml"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeFile(t, "hopscope.yaml", tc.yaml)
+			_, err := Parse([]string{"--config=" + path}, io.Discard)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+	if _, err := Parse([]string{"--config", filepath.Join(t.TempDir(), "missing.yaml")}, io.Discard); err == nil {
+		t.Error("a missing config file was accepted")
+	}
+}
+
+func TestOpenProxyRefused(t *testing.T) {
+	cases := []struct {
+		cfg    func(*Config)
+		refuse bool
+	}{
+		{func(c *Config) { c.Listen = "127.0.0.1:8080" }, false},
+		{func(c *Config) { c.Listen = "[::1]:8080" }, false},
+		{func(c *Config) { c.Listen = "localhost:8080" }, false},
+		{func(c *Config) { c.Listen = "0.0.0.0:8080" }, true},
+		{func(c *Config) { c.Listen = ":8080" }, true},
+		{func(c *Config) { c.Listen = "192.0.2.1:8080" }, true},
+		{func(c *Config) { c.Listen = ":8080"; c.AllowOpen = true }, false},
+		{func(c *Config) { c.Listen = ":8080"; c.Auth = []string{"a:b"} }, false},
+		{func(c *Config) { c.Listen = ":8080"; c.Htpasswd = "users" }, false},
+		{func(c *Config) { c.Listen = ":8080"; c.AllowClient = []string{"10.0.0.0/8"} }, false},
+	}
+	for _, tc := range cases {
+		cfg := Default()
+		tc.cfg(&cfg)
+		err := cfg.CheckOpenProxy()
+		if (err != nil) != tc.refuse {
+			t.Errorf("listen %s auth %v clients %v open %v: err %v", cfg.Listen, cfg.Auth, cfg.AllowClient, cfg.AllowOpen, err)
+		}
+		if err != nil && (!strings.Contains(err.Error(), "open proxy") || !strings.Contains(err.Error(), "--allow-open")) {
+			t.Errorf("the refusal must say why and how: %v", err)
+		}
+	}
+}

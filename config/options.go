@@ -1,0 +1,177 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/hopscope/hopscope/certs"
+	"github.com/hopscope/hopscope/mitm"
+	"github.com/hopscope/hopscope/policy"
+	"github.com/hopscope/hopscope/proxy"
+)
+
+// CAStatus says what ProxyOptions did with the local CA.
+type CAStatus struct {
+	// Dir is the CA directory, when the CA was loaded.
+	Dir string
+	// Created is set when the CA was made now, on first use.
+	Created bool
+	// Fingerprint is the CA certificate's SHA-256 fingerprint.
+	Fingerprint string
+}
+
+// ProxyOptions turns the settings into proxy.Options, reading the files
+// they name and, when bumping is on, loading (or on first use creating)
+// the local CA.
+func (cfg Config) ProxyOptions() (*proxy.Options, CAStatus, error) {
+	opts, err := cfg.proxyOptions()
+	if err != nil {
+		return nil, CAStatus{}, err
+	}
+	if !opts.Policy.Bump.Enabled() {
+		return opts, CAStatus{}, nil
+	}
+	ca, err := cfg.loadCA(opts)
+	return opts, ca, err
+}
+
+// proxyOptions turns the settings into proxy.Options, reading the files
+// they name.
+func (cfg Config) proxyOptions() (*proxy.Options, error) {
+	pol := policy.New()
+	ports, err := policy.ParsePortSet(cfg.ConnectPorts)
+	if err != nil {
+		return nil, UsageError{Msg: "--connect-ports: " + err.Error()}
+	}
+	pol.ConnectPorts = ports
+	for _, s := range cfg.AllowHost {
+		p, err := policy.ParseHostPattern(s)
+		if err != nil {
+			return nil, UsageError{Msg: "--allow-host: " + err.Error()}
+		}
+		pol.Allow = append(pol.Allow, p)
+	}
+	for _, s := range cfg.DenyHost {
+		p, err := policy.ParseHostPattern(s)
+		if err != nil {
+			return nil, UsageError{Msg: "--deny-host: " + err.Error()}
+		}
+		pol.Deny = append(pol.Deny, p)
+	}
+	for _, s := range cfg.AllowClient {
+		p, err := policy.ParseClientPrefix(s)
+		if err != nil {
+			return nil, UsageError{Msg: "--allow-client: " + err.Error()}
+		}
+		pol.Clients = append(pol.Clients, p)
+	}
+	creds := proxy.NewCredentials()
+	for _, pair := range cfg.Auth {
+		if err := creds.AddPair(pair); err != nil {
+			return nil, UsageError{Msg: "--auth: " + err.Error()}
+		}
+	}
+	if cfg.Htpasswd != "" {
+		data, err := os.ReadFile(cfg.Htpasswd)
+		if err != nil {
+			return nil, fmt.Errorf("--htpasswd: %w", err)
+		}
+		if err := creds.AddHtpasswd(data, cfg.Htpasswd); err != nil {
+			return nil, fmt.Errorf("--htpasswd: %w", err)
+		}
+	}
+	var extraRoots []byte
+	if cfg.UpstreamCA != "" {
+		pem, err := os.ReadFile(cfg.UpstreamCA)
+		if err != nil {
+			return nil, fmt.Errorf("--upstream-ca: %w", err)
+		}
+		extraRoots = pem
+	}
+	tlsConf, err := mitm.UpstreamConfig(extraRoots, cfg.InsecureUpstream)
+	if err != nil {
+		return nil, fmt.Errorf("--upstream-ca %s: %w", cfg.UpstreamCA, err)
+	}
+	pol.Bump.All = cfg.MITM
+	for _, s := range cfg.MITMHost {
+		p, err := policy.ParseHostPattern(s)
+		if err != nil {
+			return nil, UsageError{Msg: "--mitm-host: " + err.Error()}
+		}
+		pol.Bump.Hosts = append(pol.Bump.Hosts, p)
+	}
+	for _, s := range cfg.NoMITMHost {
+		p, err := policy.ParseHostPattern(s)
+		if err != nil {
+			return nil, UsageError{Msg: "--no-mitm-host: " + err.Error()}
+		}
+		pol.Bump.Never = append(pol.Bump.Never, p)
+	}
+	wsOpts, err := cfg.webSocketOptions()
+	if err != nil {
+		return nil, err
+	}
+	opts := &proxy.Options{
+		WebSocket:             wsOpts,
+		Policy:                pol,
+		Credentials:           creds,
+		Pseudonym:             cfg.Pseudonym,
+		UpstreamTLS:           tlsConf,
+		DialTimeout:           cfg.DialTimeout,
+		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
+		ReadHeaderTimeout:     cfg.ReadHeaderTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		MaxHeaderBytes:        cfg.MaxHeaderBytes,
+		CAHost:                cfg.CAHost,
+	}
+	if strings.ContainsAny(cfg.Pseudonym, " ,;\"\t") || cfg.Pseudonym == "" {
+		return nil, UsageError{Msg: fmt.Sprintf("--pseudonym %q: must be one token without spaces, commas or quotes", cfg.Pseudonym)}
+	}
+	if cfg.UpstreamProxy != "" {
+		u, err := url.Parse(cfg.UpstreamProxy)
+		if err != nil || u.Host == "" {
+			return nil, UsageError{Msg: fmt.Sprintf("--upstream-proxy %q: give a URL like http://host:3128", cfg.UpstreamProxy)}
+		}
+		opts.UpstreamProxy = u
+	}
+	return opts, nil
+}
+
+// CheckOpenProxy refuses to listen on a non-loopback address with neither
+// authentication nor a client allowlist: that is an open proxy anyone on the
+// network (or the internet) can relay through.
+func (cfg Config) CheckOpenProxy() error {
+	if cfg.AllowOpen || len(cfg.Auth) > 0 || cfg.Htpasswd != "" || len(cfg.AllowClient) > 0 {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return UsageError{Msg: fmt.Sprintf("--listen %q: not host:port: %v", cfg.Listen, err)}
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if addr, err := netip.ParseAddr(host); err == nil && addr.Unmap().IsLoopback() {
+		return nil
+	}
+	return UsageError{Msg: fmt.Sprintf("refusing to listen on %s: it is not a loopback address, and with neither --auth, --htpasswd nor --allow-client anyone who can reach it could use hopscope as an open proxy. "+
+		"Add credentials or a client range, or pass --allow-open if that is what you want.", cfg.Listen)}
+}
+
+func (cfg Config) loadCA(opts *proxy.Options) (CAStatus, error) {
+	dir, err := certs.Dir(cfg.CADir)
+	if err != nil {
+		return CAStatus{}, err
+	}
+	ca, created, err := certs.LoadOrCreate(dir)
+	if err != nil {
+		return CAStatus{}, fmt.Errorf("loading the CA for bumping: %w", err)
+	}
+	opts.CA = ca
+	opts.Issuer = mitm.NewIssuer(ca, mitm.IssuerOptions{})
+	return CAStatus{Dir: dir, Created: created, Fingerprint: ca.Fingerprint()}, nil
+}
