@@ -52,6 +52,16 @@ type Config struct {
 	WSPreview             int           `yaml:"ws-preview"`
 	WSLog                 string        `yaml:"ws-log"`
 	WSMaxMessage          byteSize      `yaml:"ws-max-message"`
+	Profile               []string      `yaml:"profile"`
+	Persona               string        `yaml:"persona"`
+	ForwardPorts          string        `yaml:"forward-ports"`
+	Upgrade               string        `yaml:"upgrade"`
+	AllowUpgrade          []string      `yaml:"allow-upgrade"`
+	WebFilter             bool          `yaml:"web-filter"`
+	RequireAuth           bool          `yaml:"require-auth"`
+	TunnelIdleTimeout     time.Duration `yaml:"tunnel-idle-timeout"`
+	Fault                 []string      `yaml:"fault"`
+	FaultSeed             uint64        `yaml:"fault-seed"`
 
 	// wsRuleSource says where websocket.rules came from (file and lines).
 	wsRuleSource ruleSource
@@ -117,6 +127,13 @@ func (l *listFlag) Set(v string) error {
 	return nil
 }
 
+// profileFlag accepts --profile; profiles are applied before the flags are
+// parsed (they are defaults), so its values are read by profilesFrom.
+type profileFlag struct{ values []string }
+
+func (p *profileFlag) String() string     { return strings.Join(p.values, ",") }
+func (p *profileFlag) Set(v string) error { p.values = append(p.values, v); return nil }
+
 // configPath finds --config among the arguments before the flags are
 // parsed, because the file supplies the defaults the flags then override.
 func configPath(args []string) string {
@@ -173,6 +190,16 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.Var(&cfg.WSInspectLimit, "ws-inspect-limit", "`size` of each WebSocket message kept for inspection and rules, e.g. 1MiB; 0 keeps none")
 	fs.IntVar(&cfg.WSPreview, "ws-preview", cfg.WSPreview, "payload `bytes` shown in ws_message events")
 	fs.StringVar(&cfg.WSLog, "ws-log", cfg.WSLog, "ws_message events: off, meta (no payload), preview, full")
+	fs.Var(&profileFlag{}, "profile", "reproduce a proxy (repeatable): "+ProfileNames+"; explicit settings win over a profile's")
+	fs.StringVar(&cfg.Persona, "persona", cfg.Persona, "look like another proxy on the wire: squid (Via, X-Cache, X-Forwarded-For, squid's error page), or empty for hopscope")
+	fs.StringVar(&cfg.ForwardPorts, "forward-ports", cfg.ForwardPorts, "`ports` plain requests may reach (squid's Safe_ports); empty: any")
+	fs.StringVar(&cfg.Upgrade, "upgrade", cfg.Upgrade, "Upgrade requests: relay (default), strip-keepalive (squid), strip-close (tinyproxy)")
+	fs.Var(&listFlag{values: &cfg.AllowUpgrade}, "allow-upgrade", "with --upgrade strip-*, still relay this `protocol`, matched case-sensitively like squid's http_upgrade_request_protocols (repeatable)")
+	fs.BoolVar(&cfg.WebFilter, "web-filter", cfg.WebFilter, "behave like a web filter that breaks WebSockets: rewrite Connection in the 101, hold the client's bytes")
+	fs.BoolVar(&cfg.RequireAuth, "require-auth", cfg.RequireAuth, "refuse to start without --auth or --htpasswd (the auth profile)")
+	fs.DurationVar(&cfg.TunnelIdleTimeout, "tunnel-idle-timeout", cfg.TunnelIdleTimeout, "cut tunnels and WebSockets idle this long, without a close frame; 0: never")
+	fs.Var(&listFlag{values: &cfg.Fault}, "fault", "inject a fault (repeatable): latency=100ms[,jitter=20ms], bandwidth=64KB/s, reset-after=BYTES, ws-drop=RATE, ws-delay=DUR, ws-duplicate=RATE, ws-close=CODE@N, ws-stall-pings; options from=client|server, url=GLOB")
+	fs.Uint64Var(&cfg.FaultSeed, "fault-seed", cfg.FaultSeed, "seed for probabilistic faults, to repeat a run; 0: random")
 	fs.Var(&cfg.WSMaxMessage, "ws-max-message", "close WebSockets whose peer sends a message bigger than `size` (1009), e.g. 16MiB; 0: no limit")
 	return fs
 }
@@ -183,6 +210,15 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 // command line is a UsageError.
 func Parse(args []string, stdout io.Writer) (Config, error) {
 	cfg := Default()
+	profiles, err := profilesFrom(args, configPath(args))
+	if err != nil {
+		return cfg, err
+	}
+	for _, name := range profiles {
+		if err := ApplyProfile(&cfg, name); err != nil {
+			return cfg, err
+		}
+	}
 	if path := configPath(args); path != "" {
 		if err := loadConfigFile(path, &cfg); err != nil {
 			return cfg, err

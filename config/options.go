@@ -111,12 +111,46 @@ func (cfg Config) proxyOptions() (*proxy.Options, error) {
 		}
 		pol.Bump.Never = append(pol.Bump.Never, p)
 	}
+	if cfg.ForwardPorts != "" {
+		fp, err := policy.ParsePortSet(cfg.ForwardPorts)
+		if err != nil {
+			return nil, UsageError{Msg: "--forward-ports: " + err.Error()}
+		}
+		pol.ForwardPorts = fp
+	}
+	if cfg.RequireAuth && creds.Empty() {
+		return nil, UsageError{Msg: "the auth profile (--require-auth) needs credentials: add --auth USER:PASS or --htpasswd FILE"}
+	}
+	var faults []policy.Fault
+	for _, spec := range cfg.Fault {
+		f, err := policy.ParseFault(spec)
+		if err != nil {
+			return nil, UsageError{Msg: "--fault: " + err.Error()}
+		}
+		faults = append(faults, f)
+	}
+	upgrades := map[string]string{"": proxy.UpgradeRelay, "relay": proxy.UpgradeRelay,
+		"strip-keepalive": proxy.UpgradeStripKeepAlive, "strip-close": proxy.UpgradeStripClose}
+	upgrade, ok := upgrades[cfg.Upgrade]
+	if !ok {
+		return nil, UsageError{Msg: fmt.Sprintf("--upgrade %q: use relay, strip-keepalive or strip-close", cfg.Upgrade)}
+	}
+	if cfg.Persona != "" && cfg.Persona != "squid" {
+		return nil, UsageError{Msg: fmt.Sprintf("--persona %q: use squid, or leave it empty", cfg.Persona)}
+	}
 	wsOpts, err := cfg.webSocketOptions()
 	if err != nil {
 		return nil, err
 	}
 	opts := &proxy.Options{
 		WebSocket:             wsOpts,
+		Persona:               proxy.Persona{Squid: cfg.Persona == "squid"},
+		Upgrades:              upgrade,
+		AllowUpgrade:          cfg.AllowUpgrade,
+		WebFilter:             cfg.WebFilter,
+		TunnelIdleTimeout:     cfg.TunnelIdleTimeout,
+		Faults:                faults,
+		FaultSeed:             cfg.FaultSeed,
 		Policy:                pol,
 		Credentials:           creds,
 		Pseudonym:             cfg.Pseudonym,
@@ -130,6 +164,10 @@ func (cfg Config) proxyOptions() (*proxy.Options, error) {
 	}
 	if strings.ContainsAny(cfg.Pseudonym, " ,;\"\t") || cfg.Pseudonym == "" {
 		return nil, UsageError{Msg: fmt.Sprintf("--pseudonym %q: must be one token without spaces, commas or quotes", cfg.Pseudonym)}
+	}
+	if cfg.Persona == "squid" && cfg.Pseudonym == Default().Pseudonym {
+		// squid names its host in Via; the proxy fills it in.
+		opts.Pseudonym = ""
 	}
 	if cfg.UpstreamProxy != "" {
 		u, err := url.Parse(cfg.UpstreamProxy)

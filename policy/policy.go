@@ -71,6 +71,9 @@ type Decision struct {
 type Policy struct {
 	// ConnectPorts are the ports a CONNECT may reach (squid's SSL_ports).
 	ConnectPorts PortSet
+	// ForwardPorts, when set, are the only ports plain requests may reach
+	// (squid's Safe_ports). The zero value allows every port.
+	ForwardPorts PortSet
 	// Allow, when not empty, is the only set of destinations allowed.
 	Allow []HostPattern
 	// Deny rules win over Allow rules.
@@ -98,6 +101,14 @@ func (p *Policy) Decide(req Request) Decision {
 			Rule:        "connect-ports=" + p.ConnectPorts.String(),
 			Reason:      fmt.Sprintf("port %d is not in the CONNECT port list %s", req.Port, p.ConnectPorts),
 			Fix:         fmt.Sprintf("start hopscope with --connect-ports %s,%d", p.ConnectPorts, req.Port),
+			ProxyStatus: "http_request_denied",
+		}
+	}
+	if req.Kind == Forward && !p.ForwardPorts.IsZero() && !p.ForwardPorts.Contains(req.Port) {
+		return Decision{
+			Rule:        "forward-ports=" + p.ForwardPorts.String(),
+			Reason:      fmt.Sprintf("port %d is not in the port list %s for plain requests", req.Port, p.ForwardPorts),
+			Fix:         fmt.Sprintf("start hopscope with --forward-ports %s,%d", p.ForwardPorts, req.Port),
 			ProxyStatus: "http_request_denied",
 		}
 	}
@@ -200,6 +211,7 @@ func (p *Policy) Summary() map[string]string {
 	}
 	return map[string]string{
 		"connect_ports": p.ConnectPorts.String(),
+		"forward_ports": p.ForwardPorts.String(),
 		"allow_host":    join(p.Allow),
 		"deny_host":     join(p.Deny),
 		"allow_client":  strings.Join(clients, ","),

@@ -11,6 +11,7 @@ import (
 type policyCase struct {
 	Name         string   `json:"name"`
 	ConnectPorts string   `json:"connect_ports"`
+	ForwardPorts string   `json:"forward_ports"`
 	Allow        []string `json:"allow"`
 	Deny         []string `json:"deny"`
 	Kind         string   `json:"kind"`
@@ -41,6 +42,9 @@ func TestDecideCases(t *testing.T) {
 					t.Fatal(err)
 				}
 				p.ConnectPorts = ports
+			}
+			if tc.ForwardPorts != "" {
+				p.ForwardPorts = MustParsePortSet(tc.ForwardPorts)
 			}
 			for _, s := range tc.Allow {
 				p.Allow = append(p.Allow, mustPattern(t, s))

@@ -80,5 +80,11 @@ func (p PortSet) Contains(port uint16) bool {
 	return false
 }
 
+// IsZero reports whether the set is the zero value (no list given).
+func (p PortSet) IsZero() bool { return p.text == "" }
+
+// SquidSafePorts is squid's stock Safe_ports list.
+const SquidSafePorts = "80,21,443,70,210,1025-65535,280,488,591,777"
+
 // String returns the list as it was written.
 func (p PortSet) String() string { return p.text }

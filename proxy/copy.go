@@ -35,8 +35,8 @@ var errEOF = io.EOF
 
 // copyConn copies src to dst until EOF or an error, borrowing buffers only
 // while bytes are in flight (see chunkReader).
-func copyConn(dst io.Writer, src net.Conn, pool *bufferPool) (int64, error) {
-	cr := newChunkReader(src, pool)
+func copyConn(dst io.Writer, src net.Conn, pool *bufferPool, idle *idleClock) (int64, error) {
+	cr := newChunkReader(src, pool, idle)
 	var total int64
 	for {
 		chunk, err := cr.next()

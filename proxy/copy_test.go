@@ -49,7 +49,7 @@ func TestCopyConnMovesEveryByte(t *testing.T) {
 				writer.Close()
 			}()
 			var got bytes.Buffer
-			n, err := copyConn(&got, src, newBufferPool())
+			n, err := copyConn(&got, src, newBufferPool(), nil)
 			if err != nil || n != int64(len(payload)) || !bytes.Equal(got.Bytes(), payload) {
 				t.Fatalf("copied %d bytes, err %v; equal %v", n, err, bytes.Equal(got.Bytes(), payload))
 			}
@@ -61,7 +61,7 @@ func TestCopyConnMovesEveryByte(t *testing.T) {
 func TestCopyConnHonoursDeadline(t *testing.T) {
 	_, src := tcpPair(t)
 	_ = src.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	_, err := copyConn(io.Discard, src, newBufferPool())
+	_, err := copyConn(io.Discard, src, newBufferPool(), nil)
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("err = %v, want a deadline error", err)
 	}
@@ -72,7 +72,7 @@ func TestCopyConnWriteError(t *testing.T) {
 	writer, src := tcpPair(t)
 	go func() { _, _ = writer.Write([]byte("data")) }()
 	boom := errors.New("boom")
-	_, err := copyConn(failingWriter{boom}, src, newBufferPool())
+	_, err := copyConn(failingWriter{boom}, src, newBufferPool(), nil)
 	if !errors.Is(err, boom) {
 		t.Fatalf("err = %v", err)
 	}

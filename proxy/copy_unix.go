@@ -20,13 +20,14 @@ type chunkReader struct {
 	pool     *bufferPool
 	raw      syscall.RawConn
 	counters []*atomic.Int64       // wrappers between conn and its socket that count reads
+	idle     *idleClock            // nil: no idle limit
 	read     func(fd uintptr) bool // r.onReady, bound once, not per read
 	r        readyReader
 	own      []byte
 }
 
-func newChunkReader(conn net.Conn, pool *bufferPool) *chunkReader {
-	c := &chunkReader{conn: conn, pool: pool}
+func newChunkReader(conn net.Conn, pool *bufferPool, idle *idleClock) *chunkReader {
+	c := &chunkReader{conn: conn, pool: pool, idle: idle}
 	if sc, counters := socketOf(conn); sc != nil {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.counters = counters
@@ -39,8 +40,30 @@ func newChunkReader(conn net.Conn, pool *bufferPool) *chunkReader {
 }
 
 // next returns the next bytes read; they stay valid until release. At the
-// end of the stream it returns io.EOF.
+// end of the stream it returns io.EOF; when the relay has been idle for
+// its limit, errIdle.
 func (c *chunkReader) next() ([]byte, error) {
+	if c.idle == nil {
+		return c.read1()
+	}
+	for {
+		c.idle.arm(c.conn)
+		b, err := c.read1()
+		switch {
+		case err == nil:
+			c.idle.touch()
+			return b, nil
+		case c.idle.expired(err):
+			return nil, errIdle{c.idle.limit}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			continue // the other direction moved; keep waiting
+		default:
+			return nil, err
+		}
+	}
+}
+
+func (c *chunkReader) read1() ([]byte, error) {
 	if c.raw == nil {
 		if c.own == nil {
 			c.own = make([]byte, genericChunkSize)

@@ -11,6 +11,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/rs/zerolog"
 
+	"github.com/hopscope/hopscope/policy"
 	"github.com/hopscope/hopscope/proxy/wsframe"
 )
 
@@ -114,7 +115,7 @@ type tunnelRecord struct {
 
 func (e events) tunnel(r tunnelRecord) {
 	ev := e.log.Info()
-	if r.status != http.StatusOK {
+	if r.status != http.StatusOK || r.err != nil {
 		ev = e.log.Warn()
 	}
 	if ev == nil {
@@ -265,4 +266,26 @@ func (e events) wsError(sess *wsSession, side string, v *wsframe.Violation) {
 	}
 	e.wsEvent(ev, EventWSError, sess).Str("url", sess.url).Str("side", side).
 		Str("violation", v.Reason).Uint16("code", uint16(v.Code)).Send()
+}
+
+// EventFault is written whenever a --fault (or a profile's failure, such as
+// idle-timeout) acts on a connection.
+const EventFault = "fault"
+
+func (e events) fault(info connInfo, f policy.Fault, from, target, detail string, message int) {
+	ev := e.log.Warn()
+	if ev == nil {
+		return
+	}
+	ev = ev.Str("event", EventFault).Uint64("conn", info.id).Str("client", info.client).
+		Str("fault", f.Kind).Str("spec", f.Spec).Str("from", from).Str("target", target).Str("detail", detail)
+	if message > 0 {
+		ev = ev.Int("message", message)
+	}
+	ev.Send()
+}
+
+// profileFault reports a failure a profile causes (idle-timeout, web-filter).
+func (e events) profileFault(info connInfo, kind, target, detail string) {
+	e.fault(info, policy.Fault{Kind: kind, Spec: kind}, "", target, detail, 0)
 }

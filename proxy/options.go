@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"net"
 	"net/url"
+	"os"
 	"time"
 
 	"github.com/hopscope/hopscope/certs"
@@ -72,6 +73,37 @@ type Options struct {
 	// WebSocket configures the WebSocket relay.
 	WebSocket WebSocketOptions
 
+	// Persona makes hopscope look like another proxy on the wire (the
+	// squid profile). The zero value is hopscope itself.
+	Persona Persona
+
+	// Upgrades says what the proxy does with Upgrade requests: UpgradeRelay
+	// (default), UpgradeStripKeepAlive (squid) or UpgradeStripClose
+	// (tinyproxy).
+	Upgrades string
+
+	// AllowUpgrade lists protocols that still pass with the strip modes,
+	// compared case-sensitively (squid's http_upgrade_request_protocols).
+	AllowUpgrade []string
+
+	// WebFilter behaves like a filtering proxy that does not understand
+	// WebSockets: it rewrites Connection: Upgrade in the 101 answer and
+	// holds the client's bytes after the upgrade as if they were a body,
+	// so the server never receives a message.
+	WebFilter bool
+
+	// TunnelIdleTimeout cuts tunnels and WebSockets on which neither side
+	// has sent anything for this long, without a close frame, as load
+	// balancers do. 0: never.
+	TunnelIdleTimeout time.Duration
+
+	// Faults are injected into tunnels and WebSockets (--fault).
+	Faults []policy.Fault
+
+	// FaultSeed makes probabilistic faults repeatable: the same seed and
+	// the same sequence of connections give the same faults. 0: random.
+	FaultSeed uint64
+
 	// MaxHeaderBytes caps the size of request headers (431 beyond) and of
 	// response headers from destinations (502 beyond). Default 64 KiB.
 	MaxHeaderBytes int
@@ -87,6 +119,17 @@ func (o *Options) withDefaults() Options {
 	}
 	if out.Credentials == nil {
 		out.Credentials = NewCredentials()
+	}
+	if out.Persona.Squid {
+		if out.Persona.Host == "" {
+			out.Persona.Host, _ = os.Hostname()
+		}
+		if out.Persona.Host == "" {
+			out.Persona.Host = "localhost"
+		}
+		if out.Pseudonym == "" {
+			out.Pseudonym = out.Persona.Host // squid's Via names its host
+		}
 	}
 	if out.Pseudonym == "" {
 		out.Pseudonym = "hopscope"

@@ -259,7 +259,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, info connInfo) {
 	switch {
 	case r.Method == http.MethodConnect:
 		s.goproxy.ServeHTTP(hijackKeepingBuffer{w}, r)
-	case isWebSocketUpgrade(r):
+	case isWebSocketUpgrade(r) && (info.tunnel != 0 || s.upgradeAllowed(r)):
+		// squid and tinyproxy strip Upgrade only on requests they read;
+		// inside a CONNECT tunnel they are blind, and so is the profile.
 		s.serveWebSocket(w, r, info)
 	default:
 		s.forward(w, r, info)
@@ -292,6 +294,13 @@ func requestTarget(r *http.Request) (policy.Request, *proxyError) {
 			return policy.Request{}, bad(fmt.Sprintf("CONNECT needs a target of the form host:port, got %q", r.RequestURI))
 		}
 		return policy.Request{Kind: policy.Connect, Host: host, Port: port}, nil
+	}
+	// Some clients send WebSocket URLs as they are; they mean http(s).
+	switch r.URL.Scheme {
+	case "ws":
+		r.URL.Scheme = "http"
+	case "wss":
+		r.URL.Scheme = "https"
 	}
 	hostport := r.URL.Host
 	switch r.URL.Scheme {
@@ -330,7 +339,11 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, info connInfo, p
 		// client may retry with credentials on the same one, as curl does.
 		w.Header().Set("Connection", "close")
 	}
-	pe.writeTo(w, s.opts.Pseudonym)
+	if s.opts.Persona.Squid && pe.Status == http.StatusForbidden {
+		s.writeSquidDenial(w, r, pe)
+	} else {
+		pe.writeTo(w, s.opts.Pseudonym)
+	}
 	if r.Method != http.MethodConnect || info.tunnel != 0 {
 		s.events.http(httpRecord{conn: info, method: r.Method, url: target, proto: r.Proto,
 			status: pe.Status, respBytes: int64(len(pe.body())), duration: time.Since(start)})
@@ -384,7 +397,10 @@ func (s *Server) prepareForward(r *http.Request, _ *goproxy.ProxyCtx) (*http.Req
 	// The client's Connection: close is about its connection to us; the
 	// upstream connection stays reusable.
 	r.Close = false
-	addVia(r.Header, r.ProtoMajor, r.ProtoMinor, s.opts.Pseudonym)
+	if connInfoFrom(r.Context()).tunnel == 0 {
+		s.upstreamConnection(r)
+	}
+	s.markRequest(r.Header, r.ProtoMajor, r.ProtoMinor, clientIP(r))
 	return r, nil
 }
 
@@ -403,7 +419,7 @@ func (s *Server) finishForward(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 		return pe.response(ctx.Req, s.opts.Pseudonym)
 	}
 	removeHopByHopHeaders(resp.Header)
-	addVia(resp.Header, resp.ProtoMajor, resp.ProtoMinor, s.opts.Pseudonym)
+	s.markResponse(resp.Header, resp.ProtoMajor, resp.ProtoMinor)
 	return resp
 }
 

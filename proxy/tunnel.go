@@ -69,7 +69,13 @@ func (s *Server) serveTunnel(req *http.Request, client net.Conn, _ *goproxy.Prox
 	}
 	splice := func(client, upstream net.Conn) {
 		go func() {
-			rec.bytesUp, rec.bytesDown, rec.err = relayBytes(client, upstream, s.buffers)
+			idle := newIdleClock(s.opts.TunnelIdleTimeout)
+			faults := s.newConnFaults(info, target.Target(), resetBoth(client, upstream))
+			rec.bytesUp, rec.bytesDown, rec.err = relayBytes(client, upstream, s.buffers, idle, faults)
+			var idleErr errIdle
+			if errors.As(rec.err, &idleErr) {
+				s.events.profileFault(info, "idle-timeout", target.Target(), idleErr.Error())
+			}
 			finish()
 		}()
 	}
@@ -174,23 +180,30 @@ func (s *Server) serveInner(conn net.Conn, t tunnelInfo, onDone func()) {
 // half-close, so protocols that signal "done sending" by closing their write
 // side work; an error on either side closes both, since nothing more can be
 // delivered.
-func relayBytes(client, upstream net.Conn, pool *bufferPool) (up, down int64, err error) {
+func relayBytes(client, upstream net.Conn, pool *bufferPool, idle *idleClock, faults *connFaults) (up, down int64, err error) {
 	client, clientPrefix := splitPrefix(client)
 	upstream, upstreamPrefix := splitPrefix(upstream)
+	toUpstream, toClient := upstream, client
+	if f := faults.forBytes("client"); f != nil {
+		toUpstream = &faultWriter{Conn: upstream, faults: f}
+	}
+	if f := faults.forBytes("server"); f != nil {
+		toClient = &faultWriter{Conn: client, faults: f}
+	}
 	var wg sync.WaitGroup
 	var upErr error
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		up, upErr = copyHalf(upstream, client, clientPrefix, pool)
+		up, upErr = copyHalf(toUpstream, client, clientPrefix, pool, idle)
 	}()
-	down, err = copyHalf(client, upstream, upstreamPrefix, pool)
+	down, err = copyHalf(toClient, upstream, upstreamPrefix, pool, idle)
 	wg.Wait()
 	return up, down, errors.Join(upErr, err)
 }
 
 // copyHalf sends prefix and then everything from src to dst.
-func copyHalf(dst, src net.Conn, prefix []byte, pool *bufferPool) (int64, error) {
+func copyHalf(dst, src net.Conn, prefix []byte, pool *bufferPool, idle *idleClock) (int64, error) {
 	var sent int64
 	if len(prefix) > 0 {
 		n, err := dst.Write(prefix)
@@ -201,7 +214,7 @@ func copyHalf(dst, src net.Conn, prefix []byte, pool *bufferPool) (int64, error)
 			return sent, err
 		}
 	}
-	n, err := copyConn(dst, src, pool)
+	n, err := copyConn(dst, src, pool, idle)
 	sent += n
 	if err != nil {
 		if errors.Is(err, net.ErrClosed) {

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -98,8 +97,14 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, info con
 	removeHopByHopHeaders(hdr)
 	hdr.Set("Connection", "Upgrade")
 	hdr.Set("Upgrade", "websocket")
-	addVia(hdr, resp.ProtoMajor, resp.ProtoMinor, s.opts.Pseudonym)
-	if s.opts.WebSocket.Rules.Modifies() && neg.deflate && !neg.clientNoContextTakeover {
+	s.markResponse(hdr, resp.ProtoMajor, resp.ProtoMinor)
+	if s.opts.WebFilter {
+		// A filter that does not know WebSockets rewrites the hop-by-hop
+		// Connection header like any other; strict clients then reject
+		// the handshake.
+		hdr.Set("Connection", "keep-alive")
+	}
+	if s.holdsMessages() && neg.deflate && !neg.clientNoContextTakeover {
 		// Messages the client sends may be dropped or rewritten: it must
 		// compress each on its own, or the server would lose track of the
 		// history (RFC 7692 section 7.1.1.2).
@@ -133,6 +138,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, info con
 		start:    time.Now(),
 		client:   &wsPeer{conn: client},
 		upstream: &wsPeer{conn: upstream},
+		idle:     newIdleClock(s.opts.TunnelIdleTimeout),
+		faults:   s.newConnFaults(info, websocketURL(r.URL), resetBoth(client, upstream)),
+		// The web filter holds the client's bytes after the upgrade.
+		swallowClient: s.opts.WebFilter,
 	}
 	acceptOK := resp.Header.Get("Sec-WebSocket-Accept") == acceptKey(r.Header.Get("Sec-WebSocket-Key"))
 	s.events.wsOpen(sess, resp.Header.Get("Sec-WebSocket-Protocol"), hdr.Get("Sec-WebSocket-Extensions"), acceptOK)
@@ -156,7 +165,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, info con
 func (s *Server) passResponse(w http.ResponseWriter, resp *http.Response) (int, int64, error) {
 	defer resp.Body.Close()
 	removeHopByHopHeaders(resp.Header)
-	addVia(resp.Header, resp.ProtoMajor, resp.ProtoMinor, s.opts.Pseudonym)
+	s.markResponse(resp.Header, resp.ProtoMajor, resp.ProtoMinor)
 	for k, v := range resp.Header {
 		w.Header()[k] = v
 	}
@@ -176,8 +185,8 @@ func (s *Server) upgradeRequest(r *http.Request) *http.Request {
 	if _, ok := hdr["User-Agent"]; !ok {
 		hdr.Set("User-Agent", "") // keep net/http from adding its own
 	}
-	addVia(hdr, r.ProtoMajor, r.ProtoMinor, s.opts.Pseudonym)
-	if s.opts.WebSocket.Rules.Modifies() {
+	s.markRequest(hdr, r.ProtoMajor, r.ProtoMinor, clientIP(r))
+	if s.holdsMessages() {
 		// Ask the server to compress each message on its own, so that a
 		// message hopscope drops or rewrites cannot break the client's
 		// decompression of the next ones.
@@ -225,9 +234,8 @@ func (s *Server) dialWebSocket(ctx context.Context, u *url.URL, target policy.Re
 	if secure {
 		conf := s.opts.UpstreamTLS.Clone()
 		conf.NextProtos = []string{"http/1.1"}
-		if _, err := netip.ParseAddr(target.Host); err != nil {
-			conf.ServerName = target.Host
-		}
+		// For an IP, Go verifies the IP SANs and sends no SNI.
+		conf.ServerName = target.Host
 		tc := tls.Client(conn, conf)
 		if err := tc.HandshakeContext(dialCtx); err != nil {
 			conn.Close()

@@ -40,6 +40,11 @@ type wsSession struct {
 	start    time.Time
 	client   *wsPeer
 	upstream *wsPeer
+	idle     *idleClock  // nil: no idle limit
+	faults   *connFaults // nil: no --fault
+	// swallowClient holds every byte the client sends after the upgrade
+	// (the web-filter profile): the server never receives a message.
+	swallowClient bool
 
 	closeOnce sync.Once
 	mu        sync.Mutex
@@ -73,7 +78,11 @@ func (sess *wsSession) run(clientPrefix, upstreamPrefix []byte) {
 		defer wg.Done()
 		sess.ended(wsframe.Server, fromServer.run(upstreamPrefix))
 	}()
-	sess.ended(wsframe.Client, fromClient.run(clientPrefix))
+	if sess.swallowClient {
+		sess.ended(wsframe.Client, sess.swallow(fromClient, clientPrefix))
+	} else {
+		sess.ended(wsframe.Client, fromClient.run(clientPrefix))
+	}
 	wg.Wait()
 	sess.closeOnce.Do(sess.closeConns) // also when neither direction ran
 	sess.srv.events.wsClose(sess, fromClient, fromServer)
@@ -95,11 +104,28 @@ func (sess *wsSession) direction(from wsframe.Side, src, dst *wsPeer, takeover b
 			MaxMessage:        opts.MaxMessage,
 			Pool:              sess.srv.wsPool,
 		}),
-		hold: opts.Rules.Modifies(),
+		hold:   sess.srv.holdsMessages(),
+		out:    sess.faults.forBytes(from.String()),
+		faults: sess.faults.forMessages(from.String(), sess.url),
 		// A compressed message can be dropped or changed only when its
 		// sender resets its compressor per message.
 		canModifyCompressed: !takeover && !sess.neg.unknown,
 	}
+}
+
+// swallow reads and keeps nothing of what the client sends, as a filtering
+// proxy that buffers the bytes after an upgrade as if they were a request
+// body.
+func (sess *wsSession) swallow(d *wsDirection, prefix []byte) error {
+	sess.srv.events.profileFault(sess.info, "web-filter", sess.url,
+		"holding the client's bytes after the upgrade like a request body: the server receives no message")
+	d.wireBytes += int64(len(prefix))
+	n, err := copyConn(io.Discard, d.src.conn, sess.srv.buffers, sess.idle)
+	d.wireBytes += n
+	if err == nil {
+		err = io.EOF
+	}
+	return err
 }
 
 // ended records how a direction ended and closes both connections: when
@@ -109,6 +135,10 @@ func (sess *wsSession) ended(from wsframe.Side, err error) {
 	sess.mu.Lock()
 	if sess.close.endedBy == "" {
 		sess.close.endedBy = from.String()
+		var idle errIdle
+		if errors.As(err, &idle) {
+			sess.srv.events.profileFault(sess.info, "idle-timeout", sess.url, idle.Error())
+		}
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errClosedByProxy) {
 			sess.close.endErr = err
 		}
@@ -135,9 +165,11 @@ func (sess *wsSession) noteClose(from string, code ws.StatusCode, reason string)
 // closeBoth sends a close frame to each side (masked towards the server,
 // as a client must) and records hopscope as the one that began it.
 func (sess *wsSession) closeBoth(toClient, toServer ws.StatusCode, clientReason, serverReason string) {
+	// Recorded before the frames go out: a peer's answering close frame
+	// must not be taken for the start of the close handshake.
+	sess.noteClose("proxy", toClient, clientReason)
 	_ = sess.client.write(closeFrame(toClient, clientReason, false))
 	_ = sess.upstream.write(closeFrame(toServer, serverReason, true))
-	sess.noteClose("proxy", toClient, clientReason)
 }
 
 // wsDirection relays one direction. It is the parser's Sink: bytes that
@@ -150,8 +182,10 @@ type wsDirection struct {
 	dst    *wsPeer
 	parser *wsframe.Parser
 
-	hold                bool // rules may drop or change messages: hold each until complete
+	hold                bool // rules or faults may drop or change messages: hold each until complete
 	canModifyCompressed bool
+	out                 *byteFaults    // nil: bytes go out as they are
+	faults              *messageFaults // nil: no message faults
 
 	chunk            []byte
 	segStart, segEnd int
@@ -174,7 +208,7 @@ func (d *wsDirection) run(prefix []byte) error {
 			return err
 		}
 	}
-	cr := newChunkReader(d.src.conn, d.sess.srv.buffers)
+	cr := newChunkReader(d.src.conn, d.sess.srv.buffers, d.sess.idle)
 	for {
 		chunk, err := cr.next()
 		if err != nil {
@@ -275,7 +309,15 @@ func (d *wsDirection) pass(raw []byte, off int) error {
 		d.segStart, d.segEnd, d.segLive = off, off+len(raw), true
 		return nil
 	}
-	return d.dst.write(raw)
+	return d.write(raw)
+}
+
+// write sends bytes to the other side, through the byte faults if any.
+func (d *wsDirection) write(b []byte) error {
+	if d.out == nil {
+		return d.dst.write(b)
+	}
+	return d.out.write(b, d.dst.write)
 }
 
 func (d *wsDirection) flush() error {
@@ -284,7 +326,7 @@ func (d *wsDirection) flush() error {
 		return nil
 	}
 	d.segLive = false
-	return d.dst.write(d.chunk[d.segStart:d.segEnd])
+	return d.write(d.chunk[d.segStart:d.segEnd])
 }
 
 func (d *wsDirection) writeHeld() error {
@@ -294,7 +336,7 @@ func (d *wsDirection) writeHeld() error {
 	if err := d.flush(); err != nil {
 		return err
 	}
-	err := d.dst.write(*d.held)
+	err := d.write(*d.held)
 	*d.held = (*d.held)[:0]
 	return err
 }
@@ -340,6 +382,16 @@ func (d *wsDirection) Message(m *wsframe.Message) error {
 		note = "passed: only part of the message could be inspected, so it cannot be rewritten"
 		action = policy.WSPass
 	}
+	var verdict messageVerdict
+	if action == policy.WSPass {
+		verdict = d.faults.decide(wsframe.OpName(m.Op), !m.Op.IsControl())
+		switch {
+		case !held && (verdict.drop || verdict.duplicate || verdict.delay > 0):
+			verdict = messageVerdict{closeCode: verdict.closeCode}
+		case verdict.drop:
+			action, note = policy.WSDrop, "fault "+verdict.fault
+		}
+	}
 	d.sess.srv.events.wsMessage(d.sess, from, m, action, ruleName, note)
 
 	defer func() {
@@ -355,7 +407,7 @@ func (d *wsDirection) Message(m *wsframe.Message) error {
 		if err := d.flush(); err != nil {
 			return err
 		}
-		return d.dst.write(dataFrame(m.Op, rule.Rewrite(m.Payload), d.from == wsframe.Client))
+		return d.write(dataFrame(m.Op, rule.Rewrite(m.Payload), d.from == wsframe.Client))
 	case policy.WSClose:
 		if err := d.flush(); err != nil {
 			return err
@@ -364,14 +416,47 @@ func (d *wsDirection) Message(m *wsframe.Message) error {
 		d.sess.closeBoth(code, code, rule.Reason, rule.Reason)
 		return errClosedByProxy
 	}
-	if !held {
-		return nil // already streamed
+	if held {
+		if verdict.delay > 0 {
+			if err := d.flush(); err != nil {
+				return err
+			}
+			time.Sleep(verdict.delay)
+		}
+		if err := d.passHeld(m, verdict.duplicate); err != nil {
+			return err
+		}
 	}
-	if m.Op.IsControl() {
+	if verdict.closeCode != 0 {
 		if err := d.flush(); err != nil {
 			return err
 		}
-		return d.dst.write(d.ctrlHeld[:d.ctrlN])
+		code := ws.StatusCode(verdict.closeCode)
+		d.sess.closeBoth(code, code, "hopscope fault "+verdict.fault, "hopscope fault "+verdict.fault)
+		return errClosedByProxy
+	}
+	return nil
+}
+
+// passHeld passes on a held message, twice when duplicate is set.
+func (d *wsDirection) passHeld(m *wsframe.Message, duplicate bool) error {
+	if err := d.flush(); err != nil {
+		return err
+	}
+	if m.Op.IsControl() {
+		if err := d.write(d.ctrlHeld[:d.ctrlN]); err != nil {
+			return err
+		}
+		if duplicate {
+			return d.write(d.ctrlHeld[:d.ctrlN])
+		}
+		return nil
+	}
+	if !duplicate {
+		return d.writeHeld()
+	}
+	if err := d.write(*d.held); err != nil {
+		return err
 	}
 	return d.writeHeld()
 }

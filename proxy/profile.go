@@ -1,0 +1,155 @@
+package proxy
+
+import (
+	"fmt"
+	"html"
+	"io"
+	"net/http"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// What the forward path does with Upgrade requests (Options.Upgrades).
+const (
+	// UpgradeRelay relays WebSockets frame by frame (the default).
+	UpgradeRelay = ""
+	// UpgradeStripKeepAlive drops Upgrade and sends Connection: keep-alive,
+	// as squid 5 does by default: the origin sees an ordinary GET.
+	UpgradeStripKeepAlive = "strip-keepalive"
+	// UpgradeStripClose drops Upgrade and sends Connection: close on every
+	// request, as tinyproxy 1.11 does.
+	UpgradeStripClose = "strip-close"
+)
+
+// squidVersion is the squid release the squid profile reproduces, as
+// measured (see README).
+const squidVersion = "squid/5.7"
+
+// Persona makes hopscope look like another proxy product on the wire.
+type Persona struct {
+	// Squid answers and marks messages as squid 5.7 does: Via with
+	// "(squid/5.7)", X-Forwarded-For upstream, X-Cache on answers, and
+	// squid's ERR_ACCESS_DENIED page with X-Squid-Error for refusals.
+	Squid bool
+	// Host is the proxy host name squid puts in Via and X-Cache.
+	Host string
+}
+
+// viaName is this proxy's entry in Via: the pseudonym, and for the squid
+// persona "HOST (squid/5.7)".
+func (s *Server) viaName() string {
+	if s.opts.Persona.Squid {
+		return s.opts.Pseudonym + " (" + squidVersion + ")"
+	}
+	return s.opts.Pseudonym
+}
+
+// markRequest adds what this proxy adds to a request header for the next
+// hop; client is the client's address.
+func (s *Server) markRequest(h http.Header, major, minor int, client string) {
+	addVia(h, major, minor, s.viaName())
+	if s.opts.Persona.Squid {
+		if prior := h.Get("X-Forwarded-For"); prior != "" {
+			client = prior + ", " + client
+		}
+		h.Set("X-Forwarded-For", client)
+	}
+}
+
+// markResponse adds what this proxy adds to an answer for the client.
+func (s *Server) markResponse(h http.Header, major, minor int) {
+	addVia(h, major, minor, s.viaName())
+	if s.opts.Persona.Squid {
+		h.Set("X-Cache", "MISS from "+s.opts.Persona.Host)
+	}
+}
+
+// upgradeAllowed reports whether an Upgrade request may go on as one. The
+// strip modes let through only the protocols in AllowUpgrade, compared
+// case-sensitively as squid's http_upgrade_request_protocols does: with
+// "WebSocket" allowed, a client's "Upgrade: websocket" is still dropped.
+func (s *Server) upgradeAllowed(r *http.Request) bool {
+	if s.opts.Upgrades == UpgradeRelay {
+		return true
+	}
+	for _, value := range r.Header["Upgrade"] {
+		for _, proto := range strings.Split(value, ",") {
+			proto = strings.TrimSpace(proto)
+			for _, allowed := range s.opts.AllowUpgrade {
+				if proto == allowed {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// upstreamConnection is the Connection header the strip modes send on
+// every forwarded request.
+func (s *Server) upstreamConnection(r *http.Request) {
+	switch s.opts.Upgrades {
+	case UpgradeStripKeepAlive:
+		r.Header.Set("Connection", "keep-alive")
+	case UpgradeStripClose:
+		r.Close = true // net/http sends Connection: close and does not reuse
+	}
+}
+
+// isUpgrade reports whether r asks for any protocol upgrade.
+func isUpgrade(r *http.Request) bool {
+	return httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") && r.Header.Get("Upgrade") != ""
+}
+
+// writeSquidDenial answers a refusal as squid 5.7's stock rules do, so a
+// client is tested against the real thing's bytes.
+func (s *Server) writeSquidDenial(w http.ResponseWriter, r *http.Request, pe *proxyError) {
+	host := s.opts.Persona.Host
+	h := w.Header()
+	h.Set("Server", squidVersion)
+	h.Set("Mime-Version", "1.0")
+	h.Set("Content-Type", "text/html;charset=utf-8")
+	h.Set("X-Squid-Error", "ERR_ACCESS_DENIED 0")
+	h.Set("Vary", "Accept-Language")
+	h.Set("Content-Language", "en")
+	h.Set("X-Cache", "MISS from "+host)
+	h.Set("Via", "1.1 "+host+" ("+squidVersion+")")
+	w.WriteHeader(pe.Status)
+	target := r.URL.String()
+	if r.Method == http.MethodConnect {
+		target = r.URL.Host
+	}
+	_, _ = io.WriteString(w, fmt.Sprintf(squidDeniedPage, html.EscapeString(target), html.EscapeString(host), html.EscapeString(pe.Message)))
+}
+
+// squidDeniedPage is squid 5.7's ERR_ACCESS_DENIED, shortened; the comment
+// carries hopscope's own reason for the person reading the source.
+const squidDeniedPage = `<!DOCTYPE html PUBLIC "-//W3C//DTD HTML 4.01//EN" "http://www.w3.org/TR/html4/strict.dtd">
+<html><head>
+<meta type="copyright" content="Copyright (C) 1996-2022 The Squid Software Foundation and contributors">
+<meta http-equiv="Content-Type" content="text/html; charset=utf-8">
+<title>ERROR: The requested URL could not be retrieved</title>
+</head><body id="ERR_ACCESS_DENIED">
+<div id="titles">
+<h1>ERROR</h1>
+<h2>The requested URL could not be retrieved</h2>
+</div>
+<hr>
+<div id="content">
+<p>The following error was encountered while trying to retrieve the URL: <a href="%[1]s">%[1]s</a></p>
+<blockquote id="error">
+<p><b>Access Denied.</b></p>
+</blockquote>
+<p>Access control configuration prevents your request from being allowed at this time. Please contact your service provider if you feel this is incorrect.</p>
+<p>Your cache administrator is <a href="mailto:webmaster">webmaster</a>.</p>
+<br>
+</div>
+<hr>
+<div id="footer">
+<p>Generated by %[2]s (squid/5.7)</p>
+<!-- ERR_ACCESS_DENIED -->
+<!-- hopscope squid profile: %[3]s -->
+</div>
+</body></html>
+`
