@@ -106,3 +106,45 @@ func TestOpenProxyRefused(t *testing.T) {
 		}
 	}
 }
+
+// A profile only sets defaults: the config file and flags win, and a
+// profile named in the file applies when no flag names one.
+func TestProfilesAreDefaults(t *testing.T) {
+	cfg, err := Parse([]string{"--profile", "squid"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Persona != "squid" || cfg.ForwardPorts == "" || cfg.Upgrade != "strip-keepalive" || cfg.ConnectPorts != "443" {
+		t.Errorf("squid profile: %+v", cfg)
+	}
+	cfg, err = Parse([]string{"--profile=squid,idle-timeout=30s", "--connect-ports", "443,8443", "--upgrade", "relay"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ConnectPorts != "443,8443" || cfg.Upgrade != "relay" || cfg.TunnelIdleTimeout != 30*time.Second || cfg.Persona != "squid" {
+		t.Errorf("flags must win over the profile: %+v", cfg)
+	}
+	path := writeFile(t, "hopscope.yaml", "profile: [strip-upgrade]\nweb-filter: true\n")
+	cfg, err = Parse([]string{"--config", path}, io.Discard)
+	if err != nil || cfg.Upgrade != "strip-close" || !cfg.WebFilter {
+		t.Errorf("profile from the file: %+v %v", cfg, err)
+	}
+	cfg, err = Parse([]string{"--config", path, "--profile", "ssl-inspect"}, io.Discard)
+	if err != nil || cfg.Upgrade != "" || !cfg.MITM {
+		t.Errorf("--profile replaces the file's profiles: %+v %v", cfg, err)
+	}
+	for _, bad := range [][]string{{"--profile", "bluecoat"}, {"--profile", "idle-timeout"}, {"--profile", "idle-timeout=-1s"}, {"--profile", "squid=1"}} {
+		if _, err := Parse(bad, io.Discard); err == nil || !strings.Contains(err.Error(), "--profile") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	for _, bad := range [][]string{{"--fault", "explode"}, {"--upgrade", "sideways"}, {"--persona", "bluecoat"}, {"--forward-ports", "x"}} {
+		cfg, err := Parse(bad, io.Discard)
+		if err == nil {
+			_, _, err = cfg.ProxyOptions()
+		}
+		if err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
