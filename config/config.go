@@ -254,6 +254,7 @@ Usage:
   hopscope ca export [--der] write the CA certificate to standard output
   hopscope ca install        trust the CA in the system, NSS (Chromium, Firefox) and Java stores
   hopscope ca uninstall      remove it from those stores
+  hopscope bench [flags]     measure a proxy against direct connections (hopscope bench --help)
   hopscope version           print the version
   hopscope --help            this text
 

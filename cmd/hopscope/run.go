@@ -32,6 +32,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			args = []string{"--help"}
 		case "ca":
 			return runCA(args[1:], stdout)
+		case "bench":
+			return runBench(ctx, args[1:], stdout, stderr)
 		}
 	}
 	cfg, err := config.Parse(args, stdout)
