@@ -184,7 +184,7 @@ func (e events) wsOpen(sess *wsSession, subprotocol, extensions string, acceptOK
 	ev.Send()
 }
 
-func (e events) wsMessage(sess *wsSession, from string, m *wsframe.Message, action, rule, note string) {
+func (e events) wsMessage(sess *wsSession, from string, m *wsframe.Message, action, rule, note string, scratch *[]byte) {
 	mode := sess.srv.opts.WebSocket.Log
 	if mode == WSLogOff {
 		return
@@ -210,27 +210,41 @@ func (e events) wsMessage(sess *wsSession, from string, m *wsframe.Message, acti
 	}
 	switch mode {
 	case WSLogPreview:
-		ev = previewField(ev, m, sess.srv.opts.WebSocket.Preview)
+		ev = previewField(ev, m, sess.srv.opts.WebSocket.Preview, scratch)
 	case WSLogFull:
-		ev = previewField(ev, m, len(m.Payload))
+		ev = previewField(ev, m, len(m.Payload), scratch)
 	}
 	ev.Send()
 }
 
 // previewField adds the first n payload bytes: text as UTF-8-safe text
 // (cut on a character boundary, invalid bytes replaced), binary as base64.
-func previewField(ev *zerolog.Event, m *wsframe.Message, n int) *zerolog.Event {
+// Neither allocates in the common case: zerolog escapes bytes itself, and
+// base64 is encoded into scratch, which the caller keeps.
+func previewField(ev *zerolog.Event, m *wsframe.Message, n int, scratch *[]byte) *zerolog.Event {
 	p := m.Payload
 	if len(p) > n {
 		p = p[:n]
 	}
 	if m.Op == ws.OpText || m.Op == ws.OpClose {
-		for len(p) > 0 && !utf8.Valid(p) && len(m.Payload) > len(p) {
+		if m.Op == ws.OpClose && len(p) >= 2 {
+			p = p[2:] // the reason; the code has a field of its own
+		}
+		for cut := 0; cut < utf8.UTFMax && len(p) > 0 && !utf8.Valid(p) && len(m.Payload) > len(p); cut++ {
 			p = p[:len(p)-1] // a character cut by the preview length
+		}
+		if utf8.Valid(p) {
+			return ev.Bytes("preview", p)
 		}
 		return ev.Str("preview", strings.ToValidUTF8(string(p), "\uFFFD"))
 	}
-	return ev.Str("preview", base64.StdEncoding.EncodeToString(p))
+	size := base64.StdEncoding.EncodedLen(len(p))
+	if cap(*scratch) < size {
+		*scratch = make([]byte, size)
+	}
+	out := (*scratch)[:size]
+	base64.StdEncoding.Encode(out, p)
+	return ev.Bytes("preview", out)
 }
 
 func (e events) wsClose(sess *wsSession, fromClient, fromServer *wsDirection) {

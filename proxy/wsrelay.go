@@ -199,6 +199,7 @@ type wsDirection struct {
 	ctrlN    int
 
 	messages, wireBytes int64
+	preview             []byte // scratch for base64 previews, reused per message
 }
 
 func (d *wsDirection) run(prefix []byte) error {
@@ -230,6 +231,11 @@ func (d *wsDirection) feed(chunk []byte) error {
 		err = ferr
 	}
 	d.chunk = nil
+	if err == nil {
+		return nil
+	}
+	// Only on the error path: errors.As makes its target escape, which
+	// would cost an allocation per chunk.
 	var v *wsframe.Violation
 	if errors.As(err, &v) {
 		d.violation(v)
@@ -392,7 +398,7 @@ func (d *wsDirection) Message(m *wsframe.Message) error {
 			action, note = policy.WSDrop, "fault "+verdict.fault
 		}
 	}
-	d.sess.srv.events.wsMessage(d.sess, from, m, action, ruleName, note)
+	d.sess.srv.events.wsMessage(d.sess, from, m, action, ruleName, note, &d.preview)
 
 	defer func() {
 		d.holding = false
