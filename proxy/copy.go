@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 )
 
@@ -32,6 +33,30 @@ const genericChunkSize = 16 << 10
 
 // errEOF is io.EOF, named here for the readers above.
 var errEOF = io.EOF
+
+// next returns the next bytes read; they stay valid until release. At the
+// end of the stream it returns io.EOF; when the relay has been idle for its
+// limit, errIdle.
+func (c *chunkReader) next() ([]byte, error) {
+	if c.idle == nil {
+		return c.read1()
+	}
+	for {
+		c.idle.arm(c.conn)
+		b, err := c.read1()
+		switch {
+		case err == nil:
+			c.idle.touch()
+			return b, nil
+		case c.idle.expired(err):
+			return nil, errIdle{c.idle.limit}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			continue // the other direction moved; keep waiting
+		default:
+			return nil, err
+		}
+	}
+}
 
 // copyConn copies src to dst until EOF or an error, borrowing buffers only
 // while bytes are in flight (see chunkReader).

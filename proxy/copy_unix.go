@@ -39,30 +39,6 @@ func newChunkReader(conn net.Conn, pool *bufferPool, idle *idleClock) *chunkRead
 	return c
 }
 
-// next returns the next bytes read; they stay valid until release. At the
-// end of the stream it returns io.EOF; when the relay has been idle for
-// its limit, errIdle.
-func (c *chunkReader) next() ([]byte, error) {
-	if c.idle == nil {
-		return c.read1()
-	}
-	for {
-		c.idle.arm(c.conn)
-		b, err := c.read1()
-		switch {
-		case err == nil:
-			c.idle.touch()
-			return b, nil
-		case c.idle.expired(err):
-			return nil, errIdle{c.idle.limit}
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			continue // the other direction moved; keep waiting
-		default:
-			return nil, err
-		}
-	}
-}
-
 func (c *chunkReader) read1() ([]byte, error) {
 	if c.raw == nil {
 		if c.own == nil {
