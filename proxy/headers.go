@@ -28,14 +28,16 @@ var hopHeaders = [...]string{
 // Connection header must be read before it is deleted: it is the list.
 func removeHopByHopHeaders(h http.Header) {
 	for _, value := range h["Connection"] {
-		for _, name := range strings.Split(value, ",") {
+		for value != "" {
+			var name string
+			name, value, _ = strings.Cut(value, ",")
 			if name = strings.TrimSpace(name); name != "" {
 				h.Del(name)
 			}
 		}
 	}
 	for _, name := range hopHeaders {
-		h.Del(name)
+		delete(h, name) // already canonical: no need for Del's canonicalizing
 	}
 }
 
@@ -53,11 +55,33 @@ func cleanRequestHeaders(h http.Header) {
 // addVia appends this proxy to the Via header (RFC 9110 section 7.6.3),
 // naming the protocol version it received the message with.
 func addVia(h http.Header, major, minor int, pseudonym string) {
-	version := strconv.Itoa(major) + "." + strconv.Itoa(minor)
+	h["Via"] = append(h["Via"], viaEntry(major, minor, pseudonym))
+}
+
+func viaEntry(major, minor int, name string) string {
 	if major == 0 {
-		version = "1.1"
+		major, minor = 1, 1
 	}
-	h.Add("Via", version+" "+pseudonym)
+	return strconv.Itoa(major) + "." + strconv.Itoa(minor) + " " + name
+}
+
+// viaCache holds the Via entries of the common versions, so a request
+// does not build the same string again.
+type viaCache struct{ v11, v10, name string }
+
+func newViaCache(name string) viaCache {
+	return viaCache{v11: viaEntry(1, 1, name), v10: viaEntry(1, 0, name), name: name}
+}
+
+func (c viaCache) add(h http.Header, major, minor int) {
+	v := c.v11
+	switch {
+	case major == 1 && minor == 0:
+		v = c.v10
+	case major > 1 || (major == 1 && minor > 1):
+		v = viaEntry(major, minor, c.name)
+	}
+	h["Via"] = append(h["Via"], v)
 }
 
 // viaContains reports whether any Via entry was received by pseudonym, which

@@ -48,7 +48,7 @@ func (s *Server) viaName() string {
 // markRequest adds what this proxy adds to a request header for the next
 // hop; client is the client's address.
 func (s *Server) markRequest(h http.Header, major, minor int, client string) {
-	addVia(h, major, minor, s.viaName())
+	s.via.add(h, major, minor)
 	if s.opts.Persona.Squid {
 		if prior := h.Get("X-Forwarded-For"); prior != "" {
 			client = prior + ", " + client
@@ -59,7 +59,7 @@ func (s *Server) markRequest(h http.Header, major, minor int, client string) {
 
 // markResponse adds what this proxy adds to an answer for the client.
 func (s *Server) markResponse(h http.Header, major, minor int) {
-	addVia(h, major, minor, s.viaName())
+	s.via.add(h, major, minor)
 	if s.opts.Persona.Squid {
 		h.Set("X-Cache", "MISS from "+s.opts.Persona.Host)
 	}

@@ -39,6 +39,7 @@ type Server struct {
 	hijacked  connSet
 	buffers   *bufferPool
 	wsPool    *wsframe.Pool
+	via       viaCache
 	nextConn  atomic.Uint64
 	tunnelAct *goproxy.ConnectAction
 }
@@ -51,6 +52,7 @@ func New(opts *Options, log zerolog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("upstream proxy %s: only http:// parent proxies are supported", o.UpstreamProxy.Redacted())
 	}
 	s := &Server{opts: o, events: events{log: log}, buffers: newBufferPool(), wsPool: wsframe.NewPool()}
+	s.via = newViaCache(s.viaName())
 	s.dialer = newDialer(o.Policy, o.DialTimeout, o.Resolver, o.UpstreamProxy)
 	s.transport = &http.Transport{
 		// Never from the environment: a proxy that silently chains to

@@ -110,15 +110,17 @@ func newLogger(cfg config.Config, stderr io.Writer) (zerolog.Logger, func(), err
 		}
 		out, closeOut = f, func() { _ = f.Close() }
 	}
+	terminal := false
+	if f, ok := out.(*os.File); ok {
+		terminal = isatty.IsTerminal(f.Fd())
+	}
 	console := false
 	switch cfg.LogFormat {
 	case "json":
 	case "console":
 		console = true
 	case "auto":
-		if f, ok := out.(*os.File); ok {
-			console = isatty.IsTerminal(f.Fd())
-		}
+		console = terminal
 	default:
 		closeOut()
 		return zerolog.Nop(), nil, config.UsageError{Msg: fmt.Sprintf("--log-format %q: use auto, json or console", cfg.LogFormat)}
@@ -126,6 +128,7 @@ func newLogger(cfg config.Config, stderr io.Writer) (zerolog.Logger, func(), err
 	if console {
 		out = zerolog.ConsoleWriter{
 			Out:           out,
+			NoColor:       !terminal, // no escape codes in files and pipes
 			TimeFormat:    "15:04:05.000",
 			PartsOrder:    []string{zerolog.TimestampFieldName, zerolog.LevelFieldName, "event", zerolog.MessageFieldName},
 			FieldsExclude: []string{"event"},
