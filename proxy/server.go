@@ -380,7 +380,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, info connInfo) 
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = body
 	}
-	cw := &clientWriter{ResponseWriter: w}
+	cw := &clientWriter{ResponseWriter: w, pool: s.buffers}
 	s.goproxy.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), clientWriterKey{}, cw)))
 	s.events.http(httpRecord{conn: info, method: r.Method, url: r.URL.Redacted(), proto: r.Proto,
 		status: cw.status, reqBytes: body.n.Load(), respBytes: cw.n, duration: time.Since(start), err: cw.upstreamErr})
@@ -441,10 +441,19 @@ type clientWriterKey struct{}
 // already removed the Transfer-Encoding header it looks for.
 type clientWriter struct {
 	http.ResponseWriter
+	pool        *bufferPool
 	status      int
 	n           int64
 	stream      bool
 	upstreamErr error
+}
+
+// ReadFrom copies an answer body with a pooled buffer: without it,
+// goproxy's io.Copy allocates (and zeroes) 32 KiB for every response.
+func (w *clientWriter) ReadFrom(r io.Reader) (int64, error) {
+	buf := w.pool.get()
+	defer w.pool.put(buf)
+	return io.CopyBuffer(struct{ io.Writer }{w}, r, *buf)
 }
 
 func (w *clientWriter) WriteHeader(code int) {
