@@ -9,9 +9,12 @@ import (
 )
 
 // copyBufferSize is the relay buffer. Measured on loopback (2 cores,
-// BenchmarkConnectThroughput): 32 KiB reaches 0.82 of direct throughput,
-// 64 KiB 0.90, splice(2) only 0.53, so relays copy through user space.
-const copyBufferSize = 64 << 10
+// BenchmarkConnectThroughput and hopscope bench's connect-10MiB): 32 KiB
+// reaches 0.82 of direct throughput, 64 KiB 0.79-0.90, 256 KiB 0.92-0.98,
+// splice(2) only 0.53, so relays copy through user space. Buffers are
+// pooled and held only while bytes are in flight, so their size costs an
+// idle connection nothing.
+const copyBufferSize = 256 << 10
 
 // bufferPool lends relay buffers. A relay takes one only while bytes are
 // in flight, so an idle tunnel or WebSocket holds none.
