@@ -15,17 +15,31 @@ import (
 	"github.com/hopscope/hopscope/policy"
 )
 
-// targetKey carries the policy.Request of an exchange in its context, so the
-// dialer can decide again on the address a name resolved to.
-type targetKey struct{}
+// exchange is what the stages of one proxied request share through its
+// context: the policy target, so the dialer can decide again on the
+// address a name resolved to, and the client writer, for goproxy's hooks.
+// One value and one request copy per exchange, not one per item.
+type exchange struct {
+	target policy.Request
+	writer *clientWriter
+}
 
-func withTarget(ctx context.Context, req policy.Request) context.Context {
-	return context.WithValue(ctx, targetKey{}, req)
+type exchangeKey struct{}
+
+func withExchange(ctx context.Context, ex *exchange) context.Context {
+	return context.WithValue(ctx, exchangeKey{}, ex)
+}
+
+func exchangeFrom(ctx context.Context) *exchange {
+	ex, _ := ctx.Value(exchangeKey{}).(*exchange)
+	return ex
 }
 
 func targetFrom(ctx context.Context) (policy.Request, bool) {
-	req, ok := ctx.Value(targetKey{}).(policy.Request)
-	return req, ok
+	if ex := exchangeFrom(ctx); ex != nil {
+		return ex.target, true
+	}
+	return policy.Request{}, false
 }
 
 // dialer opens upstream connections. Host rules that name addresses are

@@ -257,7 +257,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, info connInfo) {
 		s.refuse(w, r, info, denial(target.Kind, target.Target(), d))
 		return
 	}
-	r = r.WithContext(withTarget(r.Context(), target))
+	r = r.WithContext(withExchange(r.Context(), &exchange{target: target}))
 	switch {
 	case r.Method == http.MethodConnect:
 		s.goproxy.ServeHTTP(hijackKeepingBuffer{w}, r)
@@ -381,7 +381,10 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, info connInfo) 
 		r.Body = body
 	}
 	cw := &clientWriter{ResponseWriter: w, pool: s.buffers}
-	s.goproxy.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), clientWriterKey{}, cw)))
+	if ex := exchangeFrom(r.Context()); ex != nil {
+		ex.writer = cw
+	}
+	s.goproxy.ServeHTTP(cw, r)
 	s.events.http(httpRecord{conn: info, method: r.Method, url: r.URL.Redacted(), proto: r.Proto,
 		status: cw.status, reqBytes: body.n.Load(), respBytes: cw.n, duration: time.Since(start), err: cw.upstreamErr})
 }
@@ -412,8 +415,8 @@ func (s *Server) finishForward(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 	if resp == nil {
 		target, _ := targetFrom(ctx.Req.Context())
 		pe := classifyUpstreamError(ctx.Error, target.Target())
-		if cw, ok := clientWriterOf(ctx); ok {
-			cw.upstreamErr = pe
+		if ex := exchangeFrom(ctx.Req.Context()); ex != nil && ex.writer != nil {
+			ex.writer.upstreamErr = pe
 		}
 		if pe.Status == http.StatusForbidden {
 			s.events.deny(connInfoFrom(ctx.Req.Context()), ctx.Req.Method, ctx.Req.URL.Redacted(), pe)
@@ -424,15 +427,6 @@ func (s *Server) finishForward(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 	s.markResponse(resp.Header, resp.ProtoMajor, resp.ProtoMinor)
 	return resp
 }
-
-// clientWriterOf finds the exchange's writer from a goproxy hook, which is
-// given only the request: forward puts the writer in the request context.
-func clientWriterOf(ctx *goproxy.ProxyCtx) (*clientWriter, bool) {
-	cw, ok := ctx.Req.Context().Value(clientWriterKey{}).(*clientWriter)
-	return cw, ok
-}
-
-type clientWriterKey struct{}
 
 // clientWriter is the ResponseWriter goproxy writes the answer to. It counts
 // bytes, remembers the status, and flushes every write of an answer whose
