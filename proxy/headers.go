@@ -52,12 +52,8 @@ func cleanRequestHeaders(h http.Header) {
 	}
 }
 
-// addVia appends this proxy to the Via header (RFC 9110 section 7.6.3),
-// naming the protocol version it received the message with.
-func addVia(h http.Header, major, minor int, pseudonym string) {
-	h["Via"] = append(h["Via"], viaEntry(major, minor, pseudonym))
-}
-
+// viaEntry is this proxy's entry in Via (RFC 9110 section 7.6.3), naming
+// the protocol version it received the message with.
 func viaEntry(major, minor int, name string) string {
 	if major == 0 {
 		major, minor = 1, 1

@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-
-	"golang.org/x/net/http/httpguts"
 )
 
 // What the forward path does with Upgrade requests (Options.Upgrades).
@@ -95,11 +93,6 @@ func (s *Server) upstreamConnection(r *http.Request) {
 	case UpgradeStripClose:
 		r.Close = true // net/http sends Connection: close and does not reuse
 	}
-}
-
-// isUpgrade reports whether r asks for any protocol upgrade.
-func isUpgrade(r *http.Request) bool {
-	return httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") && r.Header.Get("Upgrade") != ""
 }
 
 // writeSquidDenial answers a refusal as squid 5.7's stock rules do, so a

@@ -265,7 +265,7 @@ func TestWebSocketFragmentsAndPings(t *testing.T) {
 	// The server (coder/websocket) answers both pings, then echoes.
 	var seen []string
 	for len(seen) < 3 {
-		f, err := ws.ReadFrame(conn)
+		f, err := readFrame(conn)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -439,7 +439,7 @@ func TestWebSocketViolationClosesBoth(t *testing.T) {
 	if err := ws.WriteFrame(conn, ws.NewTextFrame([]byte("unmasked"))); err != nil {
 		t.Fatal(err)
 	}
-	f, err := ws.ReadFrame(conn)
+	f, err := readFrame(conn)
 	if err != nil || f.Header.OpCode != ws.OpClose {
 		t.Fatalf("want a close frame, got %v %v", f.Header, err)
 	}
@@ -559,7 +559,7 @@ func TestWebSocketEarlyFrames(t *testing.T) {
 		key := r.Header.Get("Sec-WebSocket-Key")
 		resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept(key) + "\r\n\r\n"
 		_, _ = conn.Write(append([]byte(resp), early...))
-		f, err := ws.ReadFrame(brw.Reader)
+		f, err := readFrame(brw.Reader)
 		if err == nil {
 			ws.Cipher(f.Payload, f.Header.Mask, 0)
 			_ = ws.WriteFrame(conn, ws.NewTextFrame(append([]byte("got: "), f.Payload...)))
@@ -576,7 +576,7 @@ func TestWebSocketEarlyFrames(t *testing.T) {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 	for _, want := range []string{"hello early", "got: client early"} {
-		f, err := ws.ReadFrame(br)
+		f, err := readFrame(br)
 		if err != nil || string(f.Payload) != want {
 			t.Fatalf("read %q %v, want %q", f.Payload, err, want)
 		}
@@ -588,4 +588,21 @@ func TestWebSocketEarlyFrames(t *testing.T) {
 func accept(key string) string {
 	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
 	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// readFrame reads one frame from a trusted test peer, refusing payloads
+// over 1 MiB (ws.ReadFrame trusts the declared length).
+func readFrame(r io.Reader) (ws.Frame, error) {
+	h, err := ws.ReadHeader(r)
+	if err != nil {
+		return ws.Frame{}, err
+	}
+	if h.Length > 1<<20 {
+		return ws.Frame{}, fmt.Errorf("test frame of %d bytes", h.Length)
+	}
+	payload := make([]byte, h.Length)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return ws.Frame{}, err
+	}
+	return ws.Frame{Header: h, Payload: payload}, nil
 }
