@@ -178,6 +178,7 @@ func benchIdleMemory(b *testing.B, open func(via *proxyFixture) net.Conn, via *p
 	type usage struct{ heap, stack int64 }
 	measure := func(via *proxyFixture) usage {
 		runtime.GC()
+		runtime.GC()
 		var m0, m1 runtime.MemStats
 		runtime.ReadMemStats(&m0)
 		conns := make([]net.Conn, 0, n)
@@ -185,6 +186,7 @@ func benchIdleMemory(b *testing.B, open func(via *proxyFixture) net.Conn, via *p
 			conns = append(conns, open(via))
 		}
 		time.Sleep(100 * time.Millisecond)
+		runtime.GC() // twice: sync.Pool keeps buffers through one collection
 		runtime.GC()
 		runtime.ReadMemStats(&m1)
 		for _, c := range conns {
