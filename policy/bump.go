@@ -1,7 +1,5 @@
 package policy
 
-import "net/netip"
-
 // BumpRules decide which tunnels hopscope opens up (TLS bumping with its
 // CA, or reading plaintext HTTP inside a tunnel). The zero value bumps no
 // TLS tunnel.
@@ -35,7 +33,7 @@ func (b BumpRules) BumpTLS(host string, port uint16) bool {
 // Match reports whether the pattern matches host (a name or an IP literal)
 // on port. Address patterns match only IP literals here.
 func (p HostPattern) Match(host string, port uint16) bool {
-	if addr, err := netip.ParseAddr(host); err == nil {
+	if addr, ok := parseIPLiteral(host); ok {
 		return p.matchAddr(addr, port)
 	}
 	return p.matchName(normalizeName(host), port)

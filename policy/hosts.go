@@ -20,11 +20,14 @@ import (
 // Patterns naming addresses match the address a name resolved to, so they are
 // checked again when the proxy dials.
 type HostPattern struct {
-	text   string
-	name   string // exact name, or the suffix after "*." when wildcard
-	wild   bool
-	prefix netip.Prefix // valid for address and prefix patterns
-	port   uint16       // 0: any port
+	text string
+	// allowRule and denyRule are the rule labels decisions carry, built
+	// once here rather than per decision.
+	allowRule, denyRule string
+	name                string // exact name, or the suffix after "*." when wildcard
+	wild                bool
+	prefix              netip.Prefix // valid for address and prefix patterns
+	port                uint16       // 0: any port
 }
 
 // ParseHostPattern parses one host rule pattern.
@@ -34,7 +37,7 @@ func ParseHostPattern(s string) (HostPattern, error) {
 	if s == "" {
 		return HostPattern{}, fmt.Errorf("empty host pattern")
 	}
-	p := HostPattern{text: orig}
+	p := HostPattern{text: orig, allowRule: "allow-host=" + orig, denyRule: "deny-host=" + orig}
 	hostPart, port, err := splitPatternPort(s)
 	if err != nil {
 		return HostPattern{}, fmt.Errorf("host pattern %q: %w", orig, err)

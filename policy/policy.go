@@ -113,13 +113,13 @@ func (p *Policy) Decide(req Request) Decision {
 		}
 	}
 	name, addr := req.Host, req.Addr
-	if lit, err := netip.ParseAddr(req.Host); err == nil {
+	if lit, ok := parseIPLiteral(req.Host); ok {
 		name, addr = "", lit.Unmap()
 	}
 	for _, rule := range p.Deny {
 		if (name != "" && rule.matchName(name, req.Port)) || (addr.IsValid() && rule.matchAddr(addr, req.Port)) {
 			d := Decision{
-				Rule:        "deny-host=" + rule.String(),
+				Rule:        rule.denyRule,
 				Reason:      fmt.Sprintf("%s matches the deny rule %s", describe(req, name, addr), rule),
 				Fix:         "remove the rule --deny-host " + rule.String(),
 				ProxyStatus: "http_request_denied",
@@ -136,7 +136,7 @@ func (p *Policy) Decide(req Request) Decision {
 	undecided := false
 	for _, rule := range p.Allow {
 		if (name != "" && rule.matchName(name, req.Port)) || (addr.IsValid() && rule.matchAddr(addr, req.Port)) {
-			return Decision{Allow: true, Rule: "allow-host=" + rule.String()}
+			return Decision{Allow: true, Rule: rule.allowRule}
 		}
 		// An address rule may still match once the name is resolved.
 		undecided = undecided || (rule.namesAddress() && !addr.IsValid())
@@ -150,6 +150,20 @@ func (p *Policy) Decide(req Request) Decision {
 		Fix:         "start hopscope with --allow-host " + req.Host + " as well",
 		ProxyStatus: "http_request_denied",
 	}
+}
+
+// parseIPLiteral parses host as an IP address. Host names are told apart
+// first: netip.ParseAddr builds an error value for each of them, which
+// would cost an allocation per decision.
+func parseIPLiteral(host string) (netip.Addr, bool) {
+	if host == "" {
+		return netip.Addr{}, false
+	}
+	if last := host[len(host)-1]; !strings.Contains(host, ":") && (last < '0' || last > '9') {
+		return netip.Addr{}, false // a name: IPv4 ends in a digit, IPv6 has colons
+	}
+	addr, err := netip.ParseAddr(host)
+	return addr, err == nil
 }
 
 func describe(req Request, name string, addr netip.Addr) string {
