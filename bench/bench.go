@@ -148,9 +148,7 @@ func (e *env) measure(ctx context.Context, c caseDef, opts Options) (Result, err
 	var dLat, pLat []time.Duration
 	for range opts.Rounds {
 		for _, via := range []bool{false, true} {
-			rctx, cancel := context.WithTimeout(ctx, opts.RoundTime)
-			rate, lat, err := c.run(rctx, e, via)
-			cancel()
+			rate, lat, err := c.run(ctx, e, via)
 			if err != nil {
 				return Result{}, err
 			}
@@ -353,9 +351,12 @@ func wsEchoHandler(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// loop runs op from workers goroutines until ctx ends, and returns
-// operations per second and each operation's latency.
-func loop(ctx context.Context, workers int, op func(worker int) error) (float64, []time.Duration, error) {
+// loop runs op from workers goroutines for one round (the clock starts
+// here, after the case's set-up), and returns operations per second and
+// each operation's latency.
+func (e *env) loop(parent context.Context, workers int, op func(worker int) error) (float64, []time.Duration, error) {
+	ctx, cancel := context.WithTimeout(parent, e.opts.RoundTime)
+	defer cancel()
 	var count atomic.Int64
 	var mu sync.Mutex
 	var lats []time.Duration

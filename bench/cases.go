@@ -69,7 +69,7 @@ func smallGET(ctx context.Context, e *env, via bool) (float64, []time.Duration, 
 	tr := e.transport(addr, nil, true, workers)
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr}
-	return loop(ctx, workers, func(int) error { return get(c, e.httpOrigin.URL) })
+	return e.loop(ctx, workers, func(int) error { return get(c, e.httpOrigin.URL) })
 }
 
 // connectDownload: one client downloads 10 MiB over a new connection,
@@ -77,7 +77,7 @@ func smallGET(ctx context.Context, e *env, via bool) (float64, []time.Duration, 
 func connectDownload(ctx context.Context, e *env, via bool) (float64, []time.Duration, error) {
 	var bytes int64
 	start := time.Now()
-	_, lats, err := loop(ctx, 1, func(int) error {
+	_, lats, err := e.loop(ctx, 1, func(int) error {
 		conn, r, err := e.dialBulk(via)
 		if err != nil {
 			return err
@@ -134,7 +134,7 @@ func httpsRequests(ctx context.Context, e *env, via, keepAlive bool) (float64, [
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr}
 	u := "https://" + strings.Replace(e.tlsOrigin.Listener.Addr().String(), "127.0.0.1", "localhost", 1) + "/"
-	return loop(ctx, workers, func(int) error { return get(c, u) })
+	return e.loop(ctx, workers, func(int) error { return get(c, u) })
 }
 
 // dialWS opens a WebSocket to the echo origin, through a CONNECT tunnel
@@ -170,7 +170,7 @@ func wsEcho64(ctx context.Context, e *env, via bool) (float64, []time.Duration, 
 		conns[i] = c
 	}
 	payload := make([]byte, 64)
-	return loop(ctx, n, func(w int) error {
+	return e.loop(ctx, n, func(w int) error {
 		if err := wsutil.WriteClientBinary(conns[w], payload); err != nil {
 			return err
 		}
@@ -188,7 +188,7 @@ func wsBig(ctx context.Context, e *env, via bool) (float64, []time.Duration, err
 	}
 	defer c.Close()
 	payload := make([]byte, 1<<20)
-	rate, lats, err := loop(ctx, 1, func(int) error {
+	rate, lats, err := e.loop(ctx, 1, func(int) error {
 		if err := wsutil.WriteClientBinary(c, payload); err != nil {
 			return err
 		}

@@ -40,8 +40,11 @@ type Server struct {
 	buffers   *bufferPool
 	wsPool    *wsframe.Pool
 	via       viaCache
-	nextConn  atomic.Uint64
-	tunnelAct *goproxy.ConnectAction
+	// upstream sends bodiless forwarded requests; nil with a parent proxy.
+	upstream   *upstreamClient
+	upstreamRT goproxy.RoundTripper
+	nextConn   atomic.Uint64
+	tunnelAct  *goproxy.ConnectAction
 }
 
 // New builds a proxy from opts (nil for all defaults). Events and
@@ -73,6 +76,16 @@ func New(opts *Options, log zerolog.Logger) (*Server, error) {
 	}
 	if o.UpstreamProxy != nil {
 		s.transport.Proxy = http.ProxyURL(o.UpstreamProxy)
+	} else {
+		s.upstream = &upstreamClient{
+			dialer:         s.dialer,
+			tls:            o.UpstreamTLS,
+			headerTimeout:  o.ResponseHeaderTimeout,
+			maxHeaderBytes: o.MaxHeaderBytes,
+			maxIdlePerHost: s.transport.MaxIdleConnsPerHost,
+			idleTimeout:    s.transport.IdleConnTimeout,
+		}
+		s.upstreamRT = s.upstream.roundTripper(s.transport)
 	}
 	s.tunnelAct = &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: s.serveTunnel}
 	s.goproxy = s.newGoproxy(log)
@@ -144,6 +157,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.hijacked.closeAll()
 	s.transport.CloseIdleConnections()
+	if s.upstream != nil {
+		s.upstream.closeIdle()
+	}
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("shutting down the proxy: %w", err)
 	}
@@ -391,7 +407,10 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, info connInfo) 
 
 // prepareForward is goproxy's request hook: it makes the client's request
 // fit for the next hop.
-func (s *Server) prepareForward(r *http.Request, _ *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+func (s *Server) prepareForward(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+	if s.upstreamRT != nil {
+		ctx.RoundTripper = s.upstreamRT
+	}
 	r.RequestURI = "" // a server request turned client request must not carry it
 	cleanRequestHeaders(r.Header)
 	if _, ok := r.Header["User-Agent"]; !ok {
