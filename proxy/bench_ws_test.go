@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -27,6 +28,17 @@ type wsRoutes struct {
 }
 
 func newWSRoutes(b *testing.B) *wsRoutes {
+	return newWSRoutesLogging(b, startProxy)
+}
+
+// quietProxy is startProxy with events logged to nowhere, as in
+// production with a file sink: the fixture keeps every event line in
+// memory, which memory benchmarks must not count as the proxy's.
+func quietProxy(b testing.TB, opts *proxy.Options) *proxyFixture {
+	return startProxyLogging(b, opts, io.Discard, nil)
+}
+
+func newWSRoutesLogging(b *testing.B, start func(testing.TB, *proxy.Options) *proxyFixture) *wsRoutes {
 	origin := httptest.NewServer(gobwasEcho())
 	b.Cleanup(origin.Close)
 	host, _, _ := net.SplitHostPort(origin.Listener.Addr().String())
@@ -35,8 +47,8 @@ func newWSRoutes(b *testing.B) *wsRoutes {
 	return &wsRoutes{
 		origin:    origin,
 		url:       wsURL(origin.URL),
-		inspected: startProxy(b, &proxy.Options{Policy: openPolicy()}),
-		raw:       startProxy(b, &proxy.Options{Policy: spliced}),
+		inspected: start(b, &proxy.Options{Policy: openPolicy()}),
+		raw:       start(b, &proxy.Options{Policy: spliced}),
 	}
 }
 
@@ -126,7 +138,7 @@ func BenchmarkWSEcho1MiB(b *testing.B) { benchEcho(b, 1, 1<<20, "MiB/s") }
 // through the proxy (inspected) and reports the proxy's share per
 // connection: the heap and stacks of the second set minus the first.
 func BenchmarkWSIdleMemory(b *testing.B) {
-	r := newWSRoutes(b)
+	r := newWSRoutesLogging(b, quietProxy)
 	benchIdleMemory(b, func(via *proxyFixture) net.Conn {
 		c := r.dial(b, via)
 		// One message each, so every relay has run its first read.
@@ -143,7 +155,7 @@ func BenchmarkWSIdleMemory(b *testing.B) {
 // BenchmarkTunnelIdleMemory does the same for spliced CONNECT tunnels.
 func BenchmarkTunnelIdleMemory(b *testing.B) {
 	echo := startEcho(b)
-	px := startProxy(b, &proxy.Options{Policy: openPolicy()})
+	px := quietProxy(b, &proxy.Options{Policy: openPolicy()})
 	benchIdleMemory(b, func(via *proxyFixture) net.Conn {
 		var c net.Conn
 		var br *bufio.Reader

@@ -64,7 +64,14 @@ type proxyFixture struct {
 func startProxy(t testing.TB, opts *proxy.Options) *proxyFixture {
 	t.Helper()
 	logs := &syncBuffer{}
-	srv, err := proxy.New(opts, zerolog.New(logs).Level(zerolog.InfoLevel).With().Timestamp().Logger())
+	return startProxyLogging(t, opts, logs, logs)
+}
+
+// startProxyLogging is startProxy with events written to sink; logs is
+// what events() reads (nil when sink keeps nothing).
+func startProxyLogging(t testing.TB, opts *proxy.Options, sink io.Writer, logs *syncBuffer) *proxyFixture {
+	t.Helper()
+	srv, err := proxy.New(opts, zerolog.New(sink).Level(zerolog.InfoLevel).With().Timestamp().Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
