@@ -148,3 +148,29 @@ func TestProfilesAreDefaults(t *testing.T) {
 		}
 	}
 }
+
+// Without --mitm an existing CA is loaded for the CA page, and none is
+// created.
+func TestCAWithoutBumping(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := Parse([]string{"--ca-dir", dir}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, _, err := cfg.ProxyOptions()
+	if err != nil || opts.CA != nil {
+		t.Fatalf("no CA yet: %v %v", opts.CA, err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("a CA was created without --mitm: %v", entries)
+	}
+	cfg.MITM = true
+	if _, st, err := cfg.ProxyOptions(); err != nil || !st.Created {
+		t.Fatalf("--mitm creates it: %+v %v", st, err)
+	}
+	cfg.MITM = false
+	opts, st, err := cfg.ProxyOptions()
+	if err != nil || opts.CA == nil || st.Fingerprint == "" || opts.Issuer != nil {
+		t.Errorf("an existing CA is loaded for the page only: %+v %v", st, err)
+	}
+}

@@ -33,6 +33,14 @@ func (cfg Config) ProxyOptions() (*proxy.Options, CAStatus, error) {
 		return nil, CAStatus{}, err
 	}
 	if !opts.Policy.Bump.Enabled() {
+		// Not bumping: an existing CA is still served at the CA page, but
+		// none is created.
+		if dir, err := certs.Dir(cfg.CADir); err == nil {
+			if ca, err := certs.Load(dir); err == nil {
+				opts.CA = ca
+				return opts, CAStatus{Dir: dir, Fingerprint: ca.Fingerprint()}, nil
+			}
+		}
 		return opts, CAStatus{}, nil
 	}
 	ca, err := cfg.loadCA(opts)

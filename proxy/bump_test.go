@@ -438,3 +438,17 @@ func TestBumpGarbageHandshake(t *testing.T) {
 		t.Errorf("tunnel event %v", e)
 	}
 }
+
+// Without a CA the CA page says how to make one, and the name never goes
+// upstream.
+func TestCAPageWithoutCA(t *testing.T) {
+	px := startProxy(t, nil)
+	resp, err := px.client().Get("http://hopscope.ca/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "hopscope ca init") {
+		t.Errorf("got %d %q", resp.StatusCode, body)
+	}
+}

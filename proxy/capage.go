@@ -13,6 +13,13 @@ import (
 func (s *Server) serveCAPage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if s.opts.CA == nil {
+		// The name must never reach a real host of that name.
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = fmt.Fprintf(w, "hopscope has no CA yet. Create one with `hopscope ca init` (or start hopscope with --mitm), then fetch http://%s/ again.\n", s.opts.CAHost)
+		return
+	}
 	switch r.URL.Path {
 	case "/ca.pem":
 		w.Header().Set("Content-Type", "application/x-pem-file")

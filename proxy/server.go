@@ -192,7 +192,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if s.opts.CA != nil && r.Method != http.MethodConnect && strings.EqualFold(r.URL.Hostname(), s.opts.CAHost) {
+	if r.Method != http.MethodConnect && strings.EqualFold(r.URL.Hostname(), s.opts.CAHost) {
 		s.serveCAPage(w, r)
 		return
 	}
