@@ -36,6 +36,11 @@ type upstreamClient struct {
 	mu     sync.Mutex
 	idle   map[string][]*upstreamConn // by scheme://host:port
 	closed bool
+	// sweeper closes connections idle past idleTimeout, so a proxy that
+	// visited many hosts does not keep their sockets (half-closed by the
+	// far side) open until the host is visited again. It runs only while
+	// the pool holds connections.
+	sweeper *time.Timer
 }
 
 // upstreamConn is one kept-alive connection to a destination.
@@ -253,6 +258,38 @@ func (c *upstreamClient) put(uc *upstreamConn) {
 	}
 	uc.idleSet = time.Now()
 	c.idle[uc.key] = append(c.idle[uc.key], uc)
+	if c.sweeper == nil {
+		c.sweeper = time.AfterFunc(c.idleTimeout, c.sweep)
+	}
+}
+
+// sweep closes the connections idle for longer than idleTimeout and runs
+// again while any are left.
+func (c *upstreamClient) sweep() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sweeper = nil
+	if c.closed {
+		return
+	}
+	for key, list := range c.idle {
+		kept := list[:0]
+		for _, uc := range list {
+			if time.Since(uc.idleSet) >= c.idleTimeout {
+				uc.conn.Close()
+			} else {
+				kept = append(kept, uc)
+			}
+		}
+		if len(kept) == 0 {
+			delete(c.idle, key)
+		} else {
+			c.idle[key] = kept
+		}
+	}
+	if len(c.idle) > 0 {
+		c.sweeper = time.AfterFunc(c.idleTimeout/2, c.sweep)
+	}
 }
 
 // closeIdle closes every idle connection and keeps no more.
@@ -260,6 +297,10 @@ func (c *upstreamClient) closeIdle() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
+	if c.sweeper != nil {
+		c.sweeper.Stop()
+		c.sweeper = nil
+	}
 	for _, list := range c.idle {
 		for _, uc := range list {
 			uc.conn.Close()
