@@ -76,6 +76,22 @@ func TestRequestHopByHopHeaders(t *testing.T) {
 	checkGolden(t, "forward_request_head.golden", strings.ReplaceAll(strings.Join(head, "\n"), up.addr(), "UPSTREAM")+"\n")
 }
 
+// Go's HTTP client deletes a response's whole "Connection: close, X-Named"
+// header, and with it the list of what to remove; the upstream client
+// reads the raw head so X-Named stops at the proxy all the same.
+func TestResponseConnectionCloseNamesHeaders(t *testing.T) {
+	up := startRawUpstream(t, "HTTP/1.1 200 OK\r\nConnection: close, X-Named-With-Close\r\nX-Named-With-Close: secret\r\nX-Kept: 1\r\nContent-Length: 2\r\n\r\nok")
+	px := startProxy(t, nil)
+	resp, _, _ := px.rawRequest("GET http://" + up.addr() + "/ HTTP/1.1\r\nHost: " + up.addr() + "\r\n\r\n")
+	readBody(t, resp)
+	if v := resp.Header.Get("X-Named-With-Close"); v != "" {
+		t.Errorf("a header named by Connection: close, X reached the client: %q", v)
+	}
+	if resp.Header.Get("X-Kept") != "1" {
+		t.Error("an end-to-end header was lost")
+	}
+}
+
 // The destination's hop-by-hop headers stop at the proxy too; goproxy
 // removes nothing from responses on its own.
 func TestResponseHopByHopHeaders(t *testing.T) {

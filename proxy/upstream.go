@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -54,10 +56,13 @@ type upstreamConn struct {
 }
 
 // headLimit caps the bytes read from the connection while a response
-// head is parsed: http.ReadResponse has no limit of its own.
+// head is parsed (http.ReadResponse has no limit of its own) and keeps a
+// copy of them: http.ReadResponse deletes a Connection header that
+// contains "close", and with it the list of headers it names.
 type headLimit struct {
 	conn      net.Conn
-	remaining int // < 0: no limit (reading a body)
+	remaining int    // < 0: no limit (reading a body)
+	raw       []byte // what was read while reading the head; reused
 }
 
 var errHeadTooLarge = errors.New("response headers exceed --max-header-bytes")
@@ -74,8 +79,37 @@ func (l *headLimit) Read(p []byte) (int, error) {
 	n, err := l.conn.Read(p)
 	if l.remaining >= 0 {
 		l.remaining -= n
+		l.raw = append(l.raw, p[:n]...)
 	}
 	return n, err
+}
+
+// connectionNames returns the header names listed in the Connection
+// header lines of a raw response head.
+func connectionNames(head []byte) []string {
+	var names []string
+	for len(head) > 0 {
+		line := head
+		if i := bytes.IndexByte(head, '\n'); i >= 0 {
+			line, head = head[:i], head[i+1:]
+		} else {
+			head = nil
+		}
+		line = bytes.TrimRight(line, "\r")
+		if len(line) == 0 {
+			break // end of the head
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok || !strings.EqualFold(string(bytes.TrimSpace(name)), "Connection") {
+			continue
+		}
+		for _, token := range strings.Split(string(value), ",") {
+			if token = strings.TrimSpace(token); token != "" && !strings.EqualFold(token, "close") {
+				names = append(names, token)
+			}
+		}
+	}
+	return names
 }
 
 // roundTripper plugs the client into goproxy's forward path for the
@@ -145,6 +179,7 @@ func (c *upstreamClient) exchange(uc *upstreamConn, req *http.Request) (*http.Re
 	}
 	// A read may carry the start of the body along with the head's end.
 	uc.limit.remaining = c.maxHeaderBytes + 4096
+	uc.limit.raw = uc.limit.raw[:0]
 	var resp *http.Response
 	var err error
 	for {
@@ -160,6 +195,13 @@ func (c *upstreamClient) exchange(uc *upstreamConn, req *http.Request) (*http.Re
 		return nil, err
 	}
 	_ = uc.conn.SetReadDeadline(time.Time{})
+	if resp.Close {
+		// Go removed "Connection: close, X-Named" whole; remove what it
+		// named too, so hop-by-hop headers do not reach the client.
+		for _, name := range connectionNames(uc.limit.raw) {
+			resp.Header.Del(name)
+		}
+	}
 	reusable := !resp.Close && !req.Close
 	resp.Body = &upstreamBody{ReadCloser: resp.Body, client: c, uc: uc, stop: stop, reusable: reusable}
 	return resp, nil

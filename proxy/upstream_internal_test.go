@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,4 +63,26 @@ func forwardTarget(t *testing.T, host, port string) policy.Request {
 		t.Fatal(err)
 	}
 	return policy.Request{Kind: policy.Forward, Host: h, Port: p}
+}
+
+func TestConnectionNames(t *testing.T) {
+	head := []byte("HTTP/1.1 200 OK\r\nConnection: close, X-A\r\nconnection: x-b ,  close\r\nX-Connection: X-C\r\n\r\nConnection: X-Body\r\n")
+	got := connectionNames(head)
+	if len(got) != 2 || got[0] != "X-A" || got[1] != "x-b" {
+		t.Errorf("connectionNames = %q, want X-A and x-b (not close, not other headers, not the body)", got)
+	}
+}
+
+// FuzzConnectionNames: any head parses without a panic, and close is
+// never reported as a header to remove.
+func FuzzConnectionNames(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nConnection: close, X-A\r\n\r\n"))
+	f.Add([]byte("Connection:\r\nConnection: ,,,\n"))
+	f.Fuzz(func(t *testing.T, head []byte) {
+		for _, name := range connectionNames(head) {
+			if name == "" || strings.EqualFold(name, "close") {
+				t.Fatalf("reported %q", name)
+			}
+		}
+	})
 }
