@@ -309,3 +309,32 @@ func TestUpstreamTLSTrust(t *testing.T) {
 		})
 	}
 }
+
+// An answer cut short by the destination reaches the client as a cut-short
+// answer (not a complete one), and the event says so.
+func TestAnswerCutShort(t *testing.T) {
+	cases := map[string]string{
+		"content-length": "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b",
+		// A chunked answer that ends without its last chunk: passing it
+		// on and ending it cleanly would make the cut invisible.
+		"chunked": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\nonly ten b\r\n",
+	}
+	for name, answer := range cases {
+		t.Run(name, func(t *testing.T) {
+			up := startRawUpstream(t, answer)
+			px := startProxy(t, nil)
+			resp, _, _ := px.rawRequest("GET http://" + up.addr() + "/ HTTP/1.1\r\nHost: " + up.addr() + "\r\n\r\n")
+			body, err := io.ReadAll(resp.Body)
+			if err == nil {
+				t.Errorf("client read %q with no error: a cut answer must not look complete", body)
+			}
+			if string(body) != "only ten b" {
+				t.Errorf("client got %q, want the bytes that did arrive", body)
+			}
+			e := px.waitEvent("http", nil)
+			if !strings.Contains(e.str("error"), "cut short") || e.num("status") != 200 {
+				t.Errorf("http event %v", e)
+			}
+		})
+	}
+}

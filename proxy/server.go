@@ -400,6 +400,15 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, info connInfo) 
 	if ex := exchangeFrom(r.Context()); ex != nil {
 		ex.writer = cw
 	}
+	defer func() {
+		// An aborted exchange (see watchedBody) is logged before the
+		// panic goes on to net/http, which closes the connection.
+		if p := recover(); p != nil {
+			s.events.http(httpRecord{conn: info, method: r.Method, url: r.URL.Redacted(), proto: r.Proto,
+				status: cw.status, reqBytes: body.n.Load(), respBytes: cw.n, duration: time.Since(start), err: cw.upstreamErr})
+			panic(p)
+		}
+	}()
 	s.goproxy.ServeHTTP(cw, r)
 	s.events.http(httpRecord{conn: info, method: r.Method, url: r.URL.Redacted(), proto: r.Proto,
 		status: cw.status, reqBytes: body.n.Load(), respBytes: cw.n, duration: time.Since(start), err: cw.upstreamErr})
@@ -444,7 +453,42 @@ func (s *Server) finishForward(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 	}
 	removeHopByHopHeaders(resp.Header)
 	s.markResponse(resp.Header, resp.ProtoMajor, resp.ProtoMinor)
+	if ex := exchangeFrom(ctx.Req.Context()); ex != nil && ex.writer != nil {
+		// goproxy deletes Content-Length when the body is replaced; the
+		// writer puts the destination's own value back.
+		ex.writer.contentLength = resp.Header.Get("Content-Length")
+		resp.Body = &watchedBody{ReadCloser: resp.Body, writer: ex.writer}
+	}
 	return resp
+}
+
+// watchedBody notices a destination that fails in the middle of its body.
+// Passing on what arrived and then ending the answer normally would hand
+// the client a truncated body that looks complete (a chunked answer ends
+// cleanly; goproxy would drop the error), so the exchange is aborted, as
+// httputil.ReverseProxy does: net/http closes the client connection and
+// the client sees the answer cut short.
+type watchedBody struct {
+	io.ReadCloser
+	writer *clientWriter
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.writer.upstreamErr = fmt.Errorf("the answer was cut short after %d bytes: %w", b.writer.n+int64(n), err)
+		if n > 0 {
+			_, _ = b.writer.Write(p[:n])
+		}
+		// What arrived goes out first, so the client sees the status and
+		// the bytes before the connection ends.
+		if b.writer.status == 0 {
+			b.writer.WriteHeader(http.StatusOK)
+		}
+		b.writer.Flush()
+		panic(http.ErrAbortHandler)
+	}
+	return n, err
 }
 
 // clientWriter is the ResponseWriter goproxy writes the answer to. It counts
@@ -459,6 +503,9 @@ type clientWriter struct {
 	n           int64
 	stream      bool
 	upstreamErr error
+	// contentLength is the destination's Content-Length, restored after
+	// goproxy deleted it; empty when there was none.
+	contentLength string
 }
 
 // ReadFrom copies an answer body with a pooled buffer: without it,
@@ -472,6 +519,9 @@ func (w *clientWriter) ReadFrom(r io.Reader) (int64, error) {
 func (w *clientWriter) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
+		if w.contentLength != "" && w.Header().Get("Content-Length") == "" {
+			w.Header().Set("Content-Length", w.contentLength)
+		}
 		w.stream = w.Header().Get("Content-Length") == ""
 	}
 	w.ResponseWriter.WriteHeader(code)

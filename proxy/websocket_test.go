@@ -606,3 +606,24 @@ func readFrame(r io.Reader) (ws.Frame, error) {
 	}
 	return ws.Frame{Header: h, Payload: payload}, nil
 }
+
+// A destination that answers an upgrade with a broken 101 or with garbage
+// gets the client a 502 that says so, not a half-open WebSocket.
+func TestWebSocketBrokenUpgradeAnswers(t *testing.T) {
+	cases := []struct {
+		name, answer, errType string
+	}{
+		{"101 without Upgrade", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n", "http_protocol_error"},
+		{"101 upgrading to something else", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n", "http_protocol_error"},
+		{"not HTTP", "SSH-2.0-OpenSSH_9.6\r\n", ""},
+		{"nothing", "", "connection_terminated"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			up := startRawUpstream(t, tc.answer)
+			px := startProxy(t, nil)
+			resp, _, _ := px.rawRequest("GET http://" + up.addr() + "/ws HTTP/1.1\r\nHost: " + up.addr() + "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+			checkProxyAnswer(t, resp, http.StatusBadGateway, tc.errType)
+		})
+	}
+}
