@@ -340,3 +340,16 @@ func checkGolden(t *testing.T, name, got string) {
 		t.Errorf("%s differs from golden file:\n--- got\n%s--- want\n%s", name, got, want)
 	}
 }
+
+// An HTTP/1.0 client is answered and its Via entry says 1.0.
+func TestHTTP10Client(t *testing.T) {
+	up := startRawUpstream(t, okResponse)
+	px := startProxy(t, nil)
+	resp, _, _ := px.rawRequest("GET http://" + up.addr() + "/old HTTP/1.0\r\n\r\n")
+	if body := readBody(t, resp); resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	if via := headerValues(up.lastHead(t), "Via"); len(via) != 1 || via[0] != "1.0 hopscope" {
+		t.Errorf("upstream Via %q", via)
+	}
+}

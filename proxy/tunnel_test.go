@@ -305,3 +305,48 @@ func TestConflictingFramingIsNormalized(t *testing.T) {
 		t.Errorf("origin saw %d requests: %q", len(up.heads), up.heads)
 	}
 }
+
+// IPv6 literals work for tunnels and plain requests alike.
+func TestIPv6Targets(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skip("no IPv6 loopback here:", err)
+	}
+	ln.Close()
+	origin := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "v6 "+r.Host)
+	}))
+	origin.Listener, err = net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin.Start()
+	defer origin.Close()
+	target := origin.Listener.Addr().String() // [::1]:port
+	px := startProxy(t, &proxy.Options{Policy: openPolicy()})
+
+	resp, err := px.client().Get(origin.URL + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readBody(t, resp); body != "v6 "+target {
+		t.Errorf("plain request: %q", body)
+	}
+	resp, conn, br := px.rawRequest("CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n\r\n")
+	if resp.StatusCode != 200 {
+		t.Fatalf("CONNECT %s: %d", target, resp.StatusCode)
+	}
+	// Plain HTTP inside the tunnel, pinned to the bracketed authority.
+	_, _ = io.WriteString(conn, "GET /y HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
+	inner, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readBody(t, inner); body != "v6 "+target {
+		t.Errorf("inside the tunnel: %d %q", inner.StatusCode, body)
+	}
+	conn.Close()
+	if e := px.waitEvent("tunnel", nil); e.str("host") != "::1" || e.str("mode") != "http" {
+		t.Errorf("tunnel event %v", e)
+	}
+}
