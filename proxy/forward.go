@@ -1,0 +1,185 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+)
+
+// forward sends an absolute-form request through goproxy's forward path and
+// writes the http event when the answer is complete.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, info connInfo) {
+	start := time.Now()
+	body := &countingBody{ReadCloser: r.Body}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = body
+	}
+	cw := &clientWriter{ResponseWriter: w, pool: s.buffers}
+	if ex := exchangeFrom(r.Context()); ex != nil {
+		ex.writer = cw
+	}
+	defer func() {
+		// An aborted exchange (see watchedBody) is logged before the
+		// panic goes on to net/http, which closes the connection.
+		if p := recover(); p != nil {
+			s.events.http(httpRecord{conn: info, method: r.Method, url: r.URL.Redacted(), proto: r.Proto,
+				status: cw.status, reqBytes: body.n.Load(), respBytes: cw.n, duration: time.Since(start), err: cw.upstreamErr})
+			panic(p)
+		}
+	}()
+	s.goproxy.ServeHTTP(cw, r)
+	s.events.http(httpRecord{conn: info, method: r.Method, url: r.URL.Redacted(), proto: r.Proto,
+		status: cw.status, reqBytes: body.n.Load(), respBytes: cw.n, duration: time.Since(start), err: cw.upstreamErr})
+}
+
+// prepareForward is goproxy's request hook: it makes the client's request
+// fit for the next hop.
+func (s *Server) prepareForward(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+	if s.upstreamRT != nil {
+		ctx.RoundTripper = s.upstreamRT
+	}
+	r.RequestURI = "" // a server request turned client request must not carry it
+	cleanRequestHeaders(r.Header)
+	if _, ok := r.Header["User-Agent"]; !ok {
+		// An empty value stops net/http from adding its own User-Agent to
+		// a request that had none.
+		r.Header.Set("User-Agent", "")
+	}
+	// The client's Connection: close is about its connection to us; the
+	// upstream connection stays reusable.
+	r.Close = false
+	if connInfoFrom(r.Context()).tunnel == 0 {
+		s.upstreamConnection(r)
+	}
+	s.markRequest(r.Header, r.ProtoMajor, r.ProtoMinor, clientIP(r))
+	return r, nil
+}
+
+// finishForward is goproxy's response hook: it turns a failed round trip
+// into a clear error answer and cleans the destination's response headers.
+func (s *Server) finishForward(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
+	if resp == nil {
+		target, _ := targetFrom(ctx.Req.Context())
+		pe := classifyUpstreamError(ctx.Error, target.Target())
+		if ex := exchangeFrom(ctx.Req.Context()); ex != nil && ex.writer != nil {
+			ex.writer.upstreamErr = pe
+		}
+		if pe.Status == http.StatusForbidden {
+			s.events.deny(connInfoFrom(ctx.Req.Context()), ctx.Req.Method, ctx.Req.URL.Redacted(), pe)
+		}
+		return pe.response(ctx.Req, s.opts.Pseudonym)
+	}
+	removeHopByHopHeaders(resp.Header)
+	s.markResponse(resp.Header, resp.ProtoMajor, resp.ProtoMinor)
+	if ex := exchangeFrom(ctx.Req.Context()); ex != nil && ex.writer != nil {
+		// goproxy deletes Content-Length when the body is replaced; the
+		// writer puts the destination's own value back.
+		ex.writer.contentLength = resp.Header.Get("Content-Length")
+		resp.Body = &watchedBody{ReadCloser: resp.Body, writer: ex.writer}
+	}
+	return resp
+}
+
+// watchedBody notices a destination that fails in the middle of its body.
+// Passing on what arrived and then ending the answer normally would hand
+// the client a truncated body that looks complete (a chunked answer ends
+// cleanly; goproxy would drop the error), so the exchange is aborted, as
+// httputil.ReverseProxy does: net/http closes the client connection and
+// the client sees the answer cut short.
+type watchedBody struct {
+	io.ReadCloser
+	writer *clientWriter
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.writer.upstreamErr = fmt.Errorf("the answer was cut short after %d bytes: %w", b.writer.n+int64(n), err)
+		if n > 0 {
+			_, _ = b.writer.Write(p[:n])
+		}
+		// What arrived goes out first, so the client sees the status and
+		// the bytes before the connection ends.
+		if b.writer.status == 0 {
+			b.writer.WriteHeader(http.StatusOK)
+		}
+		b.writer.Flush()
+		panic(http.ErrAbortHandler)
+	}
+	return n, err
+}
+
+// clientWriter is the ResponseWriter goproxy writes the answer to. It counts
+// bytes, remembers the status, and flushes every write of an answer whose
+// length is unknown (chunked, SSE, NDJSON, long polling) so that each chunk
+// reaches the client as it arrives; goproxy does not, because net/http has
+// already removed the Transfer-Encoding header it looks for.
+type clientWriter struct {
+	http.ResponseWriter
+	pool        *bufferPool
+	status      int
+	n           int64
+	stream      bool
+	upstreamErr error
+	// contentLength is the destination's Content-Length, restored after
+	// goproxy deleted it; empty when there was none.
+	contentLength string
+}
+
+// ReadFrom copies an answer body with a pooled buffer: without it,
+// goproxy's io.Copy allocates (and zeroes) 32 KiB for every response.
+func (w *clientWriter) ReadFrom(r io.Reader) (int64, error) {
+	buf := w.pool.get()
+	defer w.pool.put(buf)
+	return io.CopyBuffer(struct{ io.Writer }{w}, r, *buf)
+}
+
+func (w *clientWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+		if w.contentLength != "" && w.Header().Get("Content-Length") == "" {
+			w.Header().Set("Content-Length", w.contentLength)
+		}
+		w.stream = w.Header().Get("Content-Length") == ""
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *clientWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	if w.stream && err == nil {
+		err = http.NewResponseController(w.ResponseWriter).Flush()
+	}
+	return n, err
+}
+
+// Flush lets goproxy's own flushing writer reach the client.
+func (w *clientWriter) Flush() {
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *clientWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// countingBody counts the request body bytes read from the client. The
+// transport's write loop may still be reading when the answer is complete
+// (an origin may answer before reading the whole body), so the count is
+// atomic.
+type countingBody struct {
+	io.ReadCloser
+	n atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
