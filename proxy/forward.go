@@ -79,7 +79,7 @@ func (s *Server) finishForward(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 		// goproxy deletes Content-Length when the body is replaced; the
 		// writer puts the destination's own value back.
 		ex.writer.contentLength = resp.Header.Get("Content-Length")
-		resp.Body = &watchedBody{ReadCloser: resp.Body, writer: ex.writer}
+		resp.Body = &watchedBody{ReadCloser: resp.Body, writer: ex.writer, req: ctx.Req}
 	}
 	return resp
 }
@@ -93,12 +93,18 @@ func (s *Server) finishForward(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 type watchedBody struct {
 	io.ReadCloser
 	writer *clientWriter
+	req    *http.Request
 }
 
 func (b *watchedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil && err != io.EOF {
-		b.writer.upstreamErr = fmt.Errorf("the answer was cut short after %d bytes: %w", b.writer.n+int64(n), err)
+		if b.req.Context().Err() != nil {
+			// The client left; the upstream read was stopped for it.
+			b.writer.upstreamErr = fmt.Errorf("the client went away after %d bytes of the answer", b.writer.n)
+		} else {
+			b.writer.upstreamErr = fmt.Errorf("the answer was cut short after %d bytes: %w", b.writer.n+int64(n), err)
+		}
 		if n > 0 {
 			_, _ = b.writer.Write(p[:n])
 		}

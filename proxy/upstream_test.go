@@ -144,4 +144,7 @@ func TestClientGoneCancelsUpstream(t *testing.T) {
 		t.Fatal("the origin kept streaming after the client left")
 	}
 	wg.Wait()
+	if e := px.waitEvent("http", nil); !strings.Contains(e.str("error"), "client went away") {
+		t.Errorf("http event %v: the client left, the destination did not cut its answer", e)
+	}
 }
