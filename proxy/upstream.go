@@ -221,8 +221,10 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err == io.EOF && !b.done {
 		b.done = true
-		b.stop()
-		if b.reusable {
+		// stop reports false when the cancellation hook already ran (the
+		// client left): it may have set a deadline in the past, so the
+		// connection must not go back to the pool.
+		if b.stop() && b.reusable {
 			b.client.put(b.uc)
 		} else {
 			b.uc.conn.Close()
