@@ -241,15 +241,7 @@ func TestWebSocketBumpPath(t *testing.T) {
 // Fragments with pings between them reach the server as one message, the
 // pings in place; the proxy never answers a ping itself.
 func TestWebSocketFragmentsAndPings(t *testing.T) {
-	echo := &recordingEcho{}
-	origin := httptest.NewServer(echo)
-	defer origin.Close()
-	px := startProxy(t, &proxy.Options{Policy: openPolicy()})
-	conn, _, _, err := connectDialer(px).Dial(context.Background(), wsURL(origin.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	echo, px, conn := wsThroughTunnel(t)
 	frames := []ws.Frame{
 		ws.NewFrame(ws.OpText, false, []byte("hel")),
 		ws.NewPingFrame([]byte("are you there")),
@@ -274,6 +266,10 @@ func TestWebSocketFragmentsAndPings(t *testing.T) {
 	want := []string{"pong:are you there", "pong:", "text:hello world"}
 	if strings.Join(seen, "|") != strings.Join(want, "|") {
 		t.Errorf("client saw %q, want %q", seen, want)
+	}
+	// The server echoes after recording, so the record is complete here.
+	if got := echo.got(); len(got) != 1 || got[0] != "hello world" {
+		t.Errorf("the server received %q, want one message \"hello world\"", got)
 	}
 	m := px.waitEvent("ws_message", func(e event) bool { return e.str("type") == "text" && e.str("from") == "client" })
 	if m.num("fragments") != 3 || m.str("preview") != "hello world" {
@@ -426,15 +422,7 @@ func TestWebSocketMaxMessage(t *testing.T) {
 // A protocol violation closes both sides: 1002 to the offender, and the
 // other side learns who broke the protocol.
 func TestWebSocketViolationClosesBoth(t *testing.T) {
-	echo := &recordingEcho{}
-	origin := httptest.NewServer(echo)
-	defer origin.Close()
-	px := startProxy(t, &proxy.Options{Policy: openPolicy()})
-	conn, _, _, err := connectDialer(px).Dial(context.Background(), wsURL(origin.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	echo, px, conn := wsThroughTunnel(t)
 	// An unmasked frame from a client is a protocol error.
 	if err := ws.WriteFrame(conn, ws.NewTextFrame([]byte("unmasked"))); err != nil {
 		t.Fatal(err)
@@ -626,4 +614,20 @@ func TestWebSocketBrokenUpgradeAnswers(t *testing.T) {
 			checkProxyAnswer(t, resp, http.StatusBadGateway, tc.errType)
 		})
 	}
+}
+
+// wsThroughTunnel starts a recording echo origin and a proxy, and opens a
+// WebSocket to the origin through CONNECT, as a browser sends ws://.
+func wsThroughTunnel(t *testing.T) (*recordingEcho, *proxyFixture, net.Conn) {
+	t.Helper()
+	echo := &recordingEcho{}
+	origin := httptest.NewServer(echo)
+	t.Cleanup(origin.Close)
+	px := startProxy(t, &proxy.Options{Policy: openPolicy()})
+	conn, _, _, err := connectDialer(px).Dial(context.Background(), wsURL(origin.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return echo, px, conn
 }
