@@ -109,10 +109,7 @@ func (d *dialer) dialTunnel(ctx context.Context, target string) (net.Conn, error
 // connectViaParent asks the parent proxy for a tunnel, as squid does with a
 // cache_peer parent.
 func (d *dialer) connectViaParent(ctx context.Context, target string) (net.Conn, error) {
-	parentAddr := d.parent.Host
-	if d.parent.Port() == "" {
-		parentAddr = net.JoinHostPort(d.parent.Hostname(), "3128")
-	}
+	parentAddr := parentAddr(d.parent)
 	conn, err := d.net.DialContext(ctx, "tcp", parentAddr)
 	if err != nil {
 		return nil, fmt.Errorf("dialing parent proxy %s: %w", parentAddr, err)
@@ -128,10 +125,7 @@ func (d *dialer) connectViaParent(ctx context.Context, target string) (net.Conn,
 		Host:   target,
 		Header: http.Header{},
 	}
-	if u := d.parent.User; u != nil {
-		pass, _ := u.Password()
-		req.Header.Set("Proxy-Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(u.Username()+":"+pass)))
-	}
+	setParentAuth(req.Header, d.parent)
 	if err := req.Write(conn); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("sending CONNECT %s to parent proxy %s: %w", target, parentAddr, err)
@@ -155,4 +149,20 @@ func (d *dialer) connectViaParent(ctx context.Context, target string) (net.Conn,
 		return &prefixConn{Conn: conn, prefix: append([]byte(nil), peek...)}, nil
 	}
 	return conn, nil
+}
+
+// parentAddr is the parent proxy's host:port, 3128 (squid's) by default.
+func parentAddr(u *url.URL) string {
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "3128")
+	}
+	return u.Host
+}
+
+// setParentAuth sends the parent proxy the credentials in its URL.
+func setParentAuth(h http.Header, parent *url.URL) {
+	if u := parent.User; u != nil {
+		pass, _ := u.Password()
+		h.Set("Proxy-Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(u.Username()+":"+pass)))
+	}
 }

@@ -22,18 +22,17 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, info connInfo) 
 	if ex := exchangeFrom(r.Context()); ex != nil {
 		ex.writer = cw
 	}
+	// One event per exchange, also when it is aborted (see watchedBody):
+	// the panic then goes on to net/http, which closes the connection.
 	defer func() {
-		// An aborted exchange (see watchedBody) is logged before the
-		// panic goes on to net/http, which closes the connection.
-		if p := recover(); p != nil {
-			s.events.http(httpRecord{conn: info, method: r.Method, url: r.URL.Redacted(), proto: r.Proto,
-				status: cw.status, reqBytes: body.n.Load(), respBytes: cw.n, duration: time.Since(start), err: cw.upstreamErr})
+		p := recover()
+		s.events.http(httpRecord{conn: info, method: r.Method, url: r.URL.Redacted(), proto: r.Proto,
+			status: cw.status, reqBytes: body.n.Load(), respBytes: cw.n, duration: time.Since(start), err: cw.upstreamErr})
+		if p != nil {
 			panic(p)
 		}
 	}()
 	s.goproxy.ServeHTTP(cw, r)
-	s.events.http(httpRecord{conn: info, method: r.Method, url: r.URL.Redacted(), proto: r.Proto,
-		status: cw.status, reqBytes: body.n.Load(), respBytes: cw.n, duration: time.Since(start), err: cw.upstreamErr})
 }
 
 // prepareForward is goproxy's request hook: it makes the client's request

@@ -246,10 +246,7 @@ func (s *Server) dialWebSocket(ctx context.Context, u *url.URL, target policy.Re
 	_ = conn.SetDeadline(time.Now().Add(s.opts.ResponseHeaderTimeout + s.opts.DialTimeout))
 	if viaParent {
 		req.URL = &url.URL{Scheme: "http", Host: hostport, Path: req.URL.Path, RawPath: req.URL.RawPath, RawQuery: req.URL.RawQuery}
-		if user := s.opts.UpstreamProxy.User; user != nil {
-			pass, _ := user.Password()
-			req.Header.Set("Proxy-Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(user.Username()+":"+pass)))
-		}
+		setParentAuth(req.Header, s.opts.UpstreamProxy)
 		err = req.WriteProxy(conn)
 	} else {
 		err = req.Write(conn)
@@ -261,14 +258,6 @@ func (s *Server) dialWebSocket(ctx context.Context, u *url.URL, target policy.Re
 	// The answer is read under the same deadline; serveWebSocket clears
 	// it once the handshake is done.
 	return conn, bufio.NewReaderSize(conn, 4<<10), nil
-}
-
-// parentAddr is the parent proxy's host:port, 3128 (squid's) by default.
-func parentAddr(u *url.URL) string {
-	if u.Port() == "" {
-		return net.JoinHostPort(u.Hostname(), "3128")
-	}
-	return u.Host
 }
 
 // writeSwitchingProtocols writes the 101 answer on the hijacked client
