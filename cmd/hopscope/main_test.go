@@ -63,18 +63,9 @@ func TestSIGTERMExitsCleanly(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no listen event")
 	}
-	answer := make(chan string, 1)
-	go func() {
-		c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: addr})}}
-		resp, err := c.Get(origin.URL)
-		if err != nil {
-			answer <- err.Error()
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		answer <- string(b)
-	}()
+	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: addr})}
+	defer tr.CloseIdleConnections()
+	answer := getInBackground(tr, origin.URL)
 	time.Sleep(200 * time.Millisecond) // the request is at the origin
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

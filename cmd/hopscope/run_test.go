@@ -115,17 +115,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 
 	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: addr})}
 	defer tr.CloseIdleConnections()
-	answer := make(chan string, 1)
-	go func() {
-		resp, err := (&http.Client{Transport: tr}).Get(origin.URL)
-		if err != nil {
-			answer <- err.Error()
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		answer <- string(b)
-	}()
+	answer := getInBackground(tr, origin.URL)
 	time.Sleep(100 * time.Millisecond) // let the request reach the origin
 	cancel()
 	time.Sleep(100 * time.Millisecond)
@@ -163,4 +153,21 @@ func waitListenAddr(t *testing.T, logFile string) string {
 	}
 	t.Fatal("no listen event")
 	return ""
+}
+
+// getInBackground fetches u through tr and delivers the body, or the
+// error's text, on the channel.
+func getInBackground(tr *http.Transport, u string) <-chan string {
+	answer := make(chan string, 1)
+	go func() {
+		resp, err := (&http.Client{Transport: tr}).Get(u)
+		if err != nil {
+			answer <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		answer <- string(b)
+	}()
+	return answer
 }
