@@ -97,6 +97,7 @@ func classifyUpstreamError(err error, target string) *proxyError {
 		hostErr   x509.HostnameError
 		invalid   x509.CertificateInvalidError
 		recordErr tls.RecordHeaderError
+		notHTTP   *notHTTPError
 		netErr    net.Error
 	)
 	switch {
@@ -112,6 +113,13 @@ func classifyUpstreamError(err error, target string) *proxyError {
 	case errors.As(err, &verifyErr), errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalid):
 		pe.ProxyStatus = "tls_certificate_error"
 		pe.Message = fmt.Sprintf("hopscope does not trust the TLS certificate of %s (%s). Pass its CA with --upstream-ca FILE, or --insecure-upstream to skip verification.", target, certReason(err))
+	case errors.As(err, &notHTTP), strings.Contains(err.Error(), "malformed HTTP"), strings.Contains(err.Error(), "malformed MIME"):
+		// The text tests catch http.Transport's untyped parse errors.
+		pe.ProxyStatus = "http_protocol_error"
+		pe.Message = fmt.Sprintf("%s answered with a malformed response, or not with HTTP at all", target)
+	case errors.Is(err, errHeadTooLarge):
+		pe.ProxyStatus = "http_response_header_section_size"
+		pe.Message = fmt.Sprintf("%s answered with headers larger than --max-header-bytes", target)
 	case errors.As(err, &recordErr):
 		pe.ProxyStatus = "tls_protocol_error"
 		pe.Message = fmt.Sprintf("%s did not answer with TLS", target)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -241,6 +242,13 @@ func (u *rawUpstream) serve() {
 			u.mu.Lock()
 			u.heads = append(u.heads, head)
 			u.mu.Unlock()
+			// Read a Content-Length body first, as a real server would, so
+			// the answer never races the client's last write.
+			for _, v := range headerValues(head, "Content-Length") {
+				if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+					_, _ = io.CopyN(io.Discard, br, n)
+				}
+			}
 			_, _ = io.WriteString(conn, u.response)
 		}()
 	}

@@ -338,3 +338,31 @@ func TestAnswerCutShort(t *testing.T) {
 		})
 	}
 }
+
+// A destination that answers with something that is not HTTP gets the
+// client a 502 saying so, on both upstream paths (bodiless requests go
+// through hopscope's client, others through http.Transport).
+func TestNonHTTPAnswers(t *testing.T) {
+	answers := map[string]struct{ raw, errType string }{
+		"ssh banner":       {"SSH-2.0-OpenSSH_9.6\r\n", "http_protocol_error"},
+		"bad status code":  {"HTTP/1.1 abc OK\r\n\r\n", "http_protocol_error"},
+		"binary":           {"\x16\x03\x01\x00\x05hello", "http_protocol_error"},
+		"truncated header": {"HTTP/1.1 200 OK\r\nContent-Le", "http_protocol_error"},
+	}
+	for name, tc := range answers {
+		for _, method := range []string{"GET", "POST"} {
+			t.Run(name+"/"+method, func(t *testing.T) {
+				up := startRawUpstream(t, tc.raw)
+				px := startProxy(t, nil)
+				raw := method + " http://" + up.addr() + "/ HTTP/1.1\r\nHost: " + up.addr() + "\r\n"
+				if method == "POST" {
+					raw += "Content-Length: 4\r\n\r\nbody"
+				} else {
+					raw += "\r\n"
+				}
+				resp, _, _ := px.rawRequest(raw)
+				checkProxyAnswer(t, resp, http.StatusBadGateway, tc.errType, up.addr())
+			})
+		}
+	}
+}

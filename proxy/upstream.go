@@ -67,6 +67,13 @@ type headLimit struct {
 
 var errHeadTooLarge = errors.New("response headers exceed --max-header-bytes")
 
+// notHTTPError is an answer that does not parse as an HTTP response
+// (net/http's parse errors have no type of their own to test for).
+type notHTTPError struct{ err error }
+
+func (e *notHTTPError) Error() string { return "malformed answer: " + e.err.Error() }
+func (e *notHTTPError) Unwrap() error { return e.err }
+
 func (l *headLimit) Read(p []byte) (int, error) {
 	if l.remaining >= 0 {
 		if l.remaining == 0 {
@@ -192,6 +199,12 @@ func (c *upstreamClient) exchange(uc *upstreamConn, req *http.Request) (*http.Re
 	uc.limit.remaining = -1
 	if err != nil {
 		stop()
+		if !isStale(err) && !errors.Is(err, errHeadTooLarge) {
+			var ne net.Error
+			if !errors.As(err, &ne) {
+				err = &notHTTPError{err: err}
+			}
+		}
 		return nil, err
 	}
 	_ = uc.conn.SetReadDeadline(time.Time{})
