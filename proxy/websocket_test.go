@@ -631,3 +631,42 @@ func wsThroughTunnel(t *testing.T) (*recordingEcho, *proxyFixture, net.Conn) {
 	t.Cleanup(func() { conn.Close() })
 	return echo, px, conn
 }
+
+// With rules that hold messages, a ping between the fragments of a held
+// message passes at once and the message still arrives whole.
+func TestHeldMessageWithInterleavedPing(t *testing.T) {
+	echo := &recordingEcho{}
+	origin := httptest.NewServer(echo)
+	defer origin.Close()
+	rules := wsRules(t, policy.WSRuleSpec{Match: policy.WSMatchSpec{Contains: "never-there"}, Action: policy.WSDrop})
+	px := startProxy(t, &proxy.Options{Policy: openPolicy(), WebSocket: proxy.WebSocketOptions{Rules: rules}})
+	conn, _, _, err := connectDialer(px).Dial(context.Background(), wsURL(origin.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, f := range []ws.Frame{
+		ws.NewFrame(ws.OpText, false, []byte("held ")),
+		ws.NewPingFrame([]byte("mid")),
+		ws.NewFrame(ws.OpContinuation, false, []byte("and ")),
+		ws.NewFrame(ws.OpContinuation, true, []byte("whole")),
+	} {
+		if err := ws.WriteFrame(conn, ws.MaskFrame(f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var seen []string
+	for len(seen) < 2 {
+		f, err := readFrame(conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen = append(seen, fmt.Sprintf("%s:%s", opName(f.Header.OpCode), f.Payload))
+	}
+	if strings.Join(seen, "|") != "pong:mid|text:held and whole" {
+		t.Errorf("client saw %q", seen)
+	}
+	if got := echo.got(); len(got) != 1 || got[0] != "held and whole" {
+		t.Errorf("server received %q", got)
+	}
+}

@@ -400,12 +400,16 @@ func (d *wsDirection) Message(m *wsframe.Message) error {
 	}
 	d.sess.srv.events.wsMessage(d.sess, from, m, action, ruleName, note, &d.preview)
 
-	defer func() {
-		d.holding = false
-		if d.held != nil {
-			*d.held = (*d.held)[:0]
-		}
-	}()
+	if !m.Op.IsControl() {
+		// The data message is done. A control frame between fragments
+		// must leave the message being held alone.
+		defer func() {
+			d.holding = false
+			if d.held != nil {
+				*d.held = (*d.held)[:0]
+			}
+		}()
+	}
 	switch action {
 	case policy.WSDrop:
 		return nil

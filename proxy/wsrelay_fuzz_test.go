@@ -5,12 +5,14 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/rs/zerolog"
 
+	"github.com/hopscope/hopscope/policy"
 	"github.com/hopscope/hopscope/proxy/wsframe"
 )
 
@@ -61,10 +63,21 @@ func FuzzWebSocketRelay(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	// The same relay holding messages, as it does when a rule may drop or
+	// rewrite them (this rule never matches).
+	never, err := policy.CompileWSRules([]policy.WSRuleSpec{{Match: policy.WSMatchSpec{Contains: "\x00never\x00"}, Action: policy.WSDrop}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	holding, err := New(&Options{WebSocket: WebSocketOptions{MaxMessage: 1 << 16, Rules: never}}, zerolog.Nop())
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, input []byte) {
 		if len(input) > 1<<17 {
 			return
 		}
+		checkHeldRelay(t, holding, input)
 		toServer, toClient := relayOnce(t, srv, input)
 		// Judge the input with a parser of its own.
 		p := wsframe.New(wsframe.Config{From: wsframe.Client, InspectLimit: srv.opts.WebSocket.InspectLimit, MaxMessage: 1 << 16})
@@ -118,4 +131,41 @@ func readFrame(r io.Reader) (ws.Frame, error) {
 		return ws.Frame{}, err
 	}
 	return ws.Frame{Header: h, Payload: payload}, nil
+}
+
+// messageLog records the messages of a stream, data and control apart.
+type messageLog struct {
+	data, control []string
+}
+
+func (l *messageLog) Header(ws.Header, []byte, int) error { return nil }
+func (l *messageLog) Payload([]byte, int) error           { return nil }
+func (l *messageLog) Message(m *wsframe.Message) error {
+	entry := wsframe.OpName(m.Op) + ":" + string(m.Payload)
+	if m.Op.IsControl() {
+		l.control = append(l.control, entry)
+	} else {
+		l.data = append(l.data, entry)
+	}
+	return nil
+}
+
+// checkHeldRelay: when the relay holds messages, control frames may pass a
+// held message, so bytes can be reordered; but every data message must
+// reach the server whole and in order, and control frames in their order.
+func checkHeldRelay(t *testing.T, srv *Server, input []byte) {
+	cfg := wsframe.Config{From: wsframe.Client, InspectLimit: srv.opts.WebSocket.InspectLimit, MaxMessage: 1 << 16}
+	var want messageLog
+	if wsframe.New(cfg).Feed(input, &want) != nil {
+		return // invalid input: the byte-level check covers it
+	}
+	toServer, _ := relayOnce(t, srv, input)
+	var got messageLog
+	if err := wsframe.New(cfg).Feed(toServer, &got); err != nil {
+		t.Fatalf("the server got an invalid stream from a valid one: %v", err)
+	}
+	if strings.Join(got.data, "\x00") != strings.Join(want.data, "\x00") ||
+		strings.Join(got.control, "\x00") != strings.Join(want.control, "\x00") {
+		t.Fatalf("held relay changed the messages: data %q -> %q, control %q -> %q", want.data, got.data, want.control, got.control)
+	}
 }
