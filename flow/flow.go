@@ -1,0 +1,329 @@
+// Package flow holds the typed records hopscope publishes about the traffic
+// it carries, and the bus that fans them out to observers. The proxy is the
+// only publisher; the event log, the flow store, the web UI, metrics, HAR
+// export and test harnesses are observers. Observers see records, never the
+// relay's own state, so nothing outside the relay reads relay internals.
+//
+// A record is immutable once published: observers may keep it, share it
+// between goroutines and read it at any time, but must not change it.
+// Payload and body slices in particular are shared by every observer.
+//
+// Links between records go by ID: a WebSocket message names its session,
+// a session the exchange that upgraded it, an exchange the tunnel it rode
+// in. IDs are unique per proxy (per Bus) and never reused.
+package flow
+
+import (
+	"net/http"
+	"time"
+)
+
+// ID identifies one flow (an exchange, a tunnel or a WebSocket session)
+// for the life of a proxy. 0 means "none".
+type ID uint64
+
+// Kind says what a Record reports.
+type Kind uint8
+
+// The kinds of record, in the order they happen to a flow.
+const (
+	// KindExchangeStart: a request's head has arrived (Record.Exchange has
+	// the request side only). Every exchange that starts also ends.
+	KindExchangeStart Kind = iota + 1
+	// KindExchange: an exchange is complete, answered by the destination
+	// or by hopscope (refusals included).
+	KindExchange
+	// KindTunnelOpen: a CONNECT tunnel is up (Record.Tunnel, without
+	// byte counts).
+	KindTunnelOpen
+	// KindTunnel: a tunnel has ended, or could not be opened.
+	KindTunnel
+	// KindDenial: the policy refused a request or a tunnel.
+	KindDenial
+	// KindFault: a --fault (or a profile's failure) acted.
+	KindFault
+	// KindWSOpen: a WebSocket handshake succeeded (Record.Session).
+	KindWSOpen
+	// KindWSMessage: a message or control frame passed, or did not
+	// (Record.Message).
+	KindWSMessage
+	// KindWSClose: a WebSocket ended (Record.Session, with its close).
+	KindWSClose
+	// KindWSViolation: a side broke the WebSocket protocol.
+	KindWSViolation
+)
+
+var kindNames = [...]string{
+	KindExchangeStart: "exchange_start",
+	KindExchange:      "exchange",
+	KindTunnelOpen:    "tunnel_open",
+	KindTunnel:        "tunnel",
+	KindDenial:        "denial",
+	KindFault:         "fault",
+	KindWSOpen:        "ws_open",
+	KindWSMessage:     "ws_message",
+	KindWSClose:       "ws_close",
+	KindWSViolation:   "ws_violation",
+}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) && kindNames[k] != "" {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// Record is one report. Kind says which field is set: Exchange for the
+// exchange kinds, Tunnel for the tunnel kinds, Denial, Fault, Session for
+// KindWSOpen and KindWSClose, Message for KindWSMessage (by value, so that
+// publishing a message allocates nothing), Violation.
+type Record struct {
+	Kind      Kind
+	Exchange  *Exchange
+	Tunnel    *Tunnel
+	Denial    *Denial
+	Fault     *Fault
+	Session   *WSSession
+	Message   WSMessage
+	Violation *WSViolation
+}
+
+// Client identifies the client connection a flow arrived on.
+type Client struct {
+	// Conn numbers client connections; every flow on one connection has
+	// the same Conn.
+	Conn uint64
+	// Addr is the client's address, host:port.
+	Addr string
+}
+
+// Body is what an observer may see of a request or response body: its
+// first bytes, up to the bus's body cap, and facts about the whole.
+type Body struct {
+	// Data holds the first bytes as they crossed the wire (still
+	// content-encoded). nil when no observer asked for bodies.
+	Data []byte
+	// Len is the whole body's length on the wire, -1 when unknown (the
+	// exchange failed before the body ended).
+	Len int64
+	// Truncated is set when Data holds less than the whole body.
+	Truncated bool
+	// SHA256 is the hex digest of the whole body, "" when bodies were not
+	// captured or the body did not end.
+	SHA256 string
+}
+
+// Exchange is one HTTP request and its answer.
+type Exchange struct {
+	ID     ID
+	Client Client
+	// Tunnel is the tunnel an inner request came through (bumped or
+	// plaintext), 0 for requests made to the proxy directly.
+	Tunnel ID
+	// Bumped is set for requests read inside a bumped TLS tunnel.
+	Bumped bool
+	Method string
+	// URL is the full URL, https:// for requests inside a bumped tunnel.
+	URL   string
+	Proto string
+	// RequestHeader is the request's header as the client sent it,
+	// hop-by-hop fields included (see HopByHop).
+	RequestHeader http.Header
+	RequestBody   Body
+	// Status is the answer's status code; 0 while the exchange is open.
+	Status int
+	// ResponseHeader is the answer's header as it reached the client.
+	ResponseHeader http.Header
+	ResponseBody   Body
+	// Start is when the request head had been read; FirstByte how long
+	// after Start the answer's head was ready; Duration how long the whole
+	// exchange took.
+	Start     time.Time
+	FirstByte time.Duration
+	Duration  time.Duration
+	// AnsweredBy is "destination" or "proxy" (a refusal, an error page,
+	// the CA or info page).
+	AnsweredBy string
+	// Error says what went wrong, when hopscope answered for the
+	// destination or the answer was cut short.
+	Error string
+	// WebSocket is the session this exchange upgraded to, if any.
+	WebSocket ID
+}
+
+// Tunnel is one CONNECT tunnel.
+type Tunnel struct {
+	ID     ID
+	Client Client
+	Host   string
+	Port   uint16
+	// Mode is "splice" (bytes copied blind), "bump" (TLS opened with the
+	// local CA) or "http" (plaintext HTTP served inside).
+	Mode   string
+	Status int
+	// BytesUp counts client-to-destination bytes, BytesDown the others.
+	BytesUp, BytesDown int64
+	Start              time.Time
+	Duration           time.Duration
+	Error              string
+	// Set for bumped tunnels.
+	SNI, TLSVersion, ALPN, Leaf string
+}
+
+// Denial is a policy refusal.
+type Denial struct {
+	Client Client
+	// Flow is the exchange or tunnel that was refused.
+	Flow   ID
+	Method string
+	Target string
+	Rule   string
+	Reason string
+	Status int
+	Time   time.Time
+}
+
+// Fault is a --fault (or a profile's failure) that acted.
+type Fault struct {
+	Client Client
+	// Flow is the tunnel or WebSocket session it acted on, when known.
+	Flow   ID
+	Fault  string
+	Spec   string
+	From   string
+	Target string
+	Detail string
+	// Message is the message number, for message faults; 0 otherwise.
+	Message int
+	Time    time.Time
+}
+
+// WSSession is one relayed WebSocket. KindWSOpen carries it as it opened;
+// KindWSClose carries a new value with the close fields and counts set.
+type WSSession struct {
+	ID     ID
+	Client Client
+	// Exchange is the handshake exchange that upgraded to this session.
+	Exchange ID
+	// Tunnel is the tunnel the session rode in, 0 for ws:// in absolute
+	// form.
+	Tunnel ID
+	URL    string
+	// Path is "forward", "tunnel" or "bump".
+	Path        string
+	Subprotocol string
+	Extensions  string
+	// AcceptMismatch is set when the server's Sec-WebSocket-Accept was
+	// wrong (the client decides what to do with that).
+	AcceptMismatch bool
+	Start          time.Time
+
+	// Set on close.
+	Code     uint16
+	Reason   string
+	ClosedBy string // "client", "server", "proxy"; for 1006, the side whose TCP connection ended first
+	Duration time.Duration
+	Error    string
+	// Counts per direction.
+	ClientMessages, ClientBytes int64
+	ServerMessages, ServerBytes int64
+}
+
+// Side names the sender of a WebSocket message.
+type Side uint8
+
+// The two sides of a WebSocket.
+const (
+	FromClient Side = iota
+	FromServer
+)
+
+func (s Side) String() string {
+	if s == FromClient {
+		return "client"
+	}
+	return "server"
+}
+
+// Opcode is a WebSocket frame opcode (RFC 6455 §5.2).
+type Opcode uint8
+
+// The opcodes a message can have.
+const (
+	OpText   Opcode = 0x1
+	OpBinary Opcode = 0x2
+	OpClose  Opcode = 0x8
+	OpPing   Opcode = 0x9
+	OpPong   Opcode = 0xa
+)
+
+func (o Opcode) String() string {
+	switch o {
+	case OpText:
+		return "text"
+	case OpBinary:
+		return "binary"
+	case OpClose:
+		return "close"
+	case OpPing:
+		return "ping"
+	case OpPong:
+		return "pong"
+	}
+	return "unknown"
+}
+
+// Control reports whether o is a control frame (close, ping, pong).
+func (o Opcode) Control() bool { return o >= 0x8 }
+
+// WSMessage is one WebSocket data message (all its fragments) or control
+// frame, and what hopscope did with it.
+type WSMessage struct {
+	Session ID
+	// Seq numbers the session's messages from 1, both directions
+	// together, in the order hopscope saw them complete.
+	Seq    uint64
+	Time   time.Time
+	From   Side
+	Opcode Opcode
+	// Len is the payload length after permessage-deflate inflation, -1
+	// when it could not be inflated.
+	Len int64
+	// WireLen counts the message's bytes on the wire, frame headers
+	// included; PayloadLen its payload bytes on the wire (compressed).
+	WireLen, PayloadLen int64
+	Fragments           int
+	Compressed          bool
+	// Truncated is set when hopscope could inspect only part of the
+	// message (--ws-inspect-limit).
+	Truncated bool
+	// Action is "pass", "drop", "close" or "rewrite".
+	Action string
+	// Rule is the name of the rule that decided, Note why a rule could
+	// not act or which fault acted.
+	Rule, Note string
+	// CloseCode and CloseReason are set for close frames.
+	CloseCode   uint16
+	CloseReason string
+	// Payload is the start of the inflated payload, at most the bus's
+	// payload cap, nil when no observer asked for payloads. Shared by all
+	// observers: read only.
+	Payload []byte
+	// Replacement is what was sent instead, for a rewrite.
+	Replacement []byte
+}
+
+// WSViolation is a breach of RFC 6455 or RFC 7692 by one side.
+type WSViolation struct {
+	Session ID
+	Client  Client
+	URL     string
+	// Side broke the protocol; Code is what it was sent.
+	Side      Side
+	Violation string
+	Code      uint16
+	// BytesPassed counts the bytes of the offending message that had been
+	// passed on before the violation was found.
+	BytesPassed int64
+	Time        time.Time
+}
