@@ -13,7 +13,7 @@ import (
 )
 
 // ProfileNames lists the profiles --profile accepts.
-const ProfileNames = "squid, web-filter, strip-upgrade, ssl-inspect, auth, idle-timeout=DURATION"
+const ProfileNames = "squid, tinyproxy (alias strip-upgrade), web-filter, ssl-inspect, auth, idle-timeout=DURATION"
 
 // ApplyProfile sets the defaults of a named profile: a reproduction of a
 // proxy that real companies run, with its known effect on WebSockets.
@@ -33,8 +33,10 @@ func ApplyProfile(cfg *Config, name string) error {
 		cfg.Upgrade = "strip-keepalive"
 	case "web-filter":
 		cfg.WebFilter = true
-	case "strip-upgrade":
-		cfg.Upgrade = "strip-close" // tinyproxy 1.11
+	case "tinyproxy", "strip-upgrade":
+		// tinyproxy 1.11.1 stock rules; strip-upgrade is the profile's
+		// old name, kept so existing command lines keep working.
+		cfg.Upgrade = "strip-close"
 	case "ssl-inspect":
 		cfg.MITM = true
 	case "auth":
