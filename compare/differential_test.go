@@ -131,7 +131,7 @@ func TestDifferentialSquid(t *testing.T) {
 func TestDifferentialSquidAuth(t *testing.T) {
 	real := startSquid(t, true)
 	px := proxytest.Start(t, proxytest.WithProfile("squid"), proxytest.WithProfile("auth"), proxytest.WithAuth("alice", "s3cret"))
-	differential(t, "squid-auth", real, px.Addr(), compare.AuthProbes())
+	differential(t, "squid-auth", real, px.Addr(), compare.AuthProbes("alice", "s3cret"))
 }
 
 func TestDifferentialTinyproxy(t *testing.T) {
@@ -143,7 +143,7 @@ func TestDifferentialTinyproxy(t *testing.T) {
 func TestDifferentialTinyproxyAuth(t *testing.T) {
 	real := startTinyproxy(t, true)
 	px := proxytest.Start(t, proxytest.WithProfile("tinyproxy"), proxytest.WithProfile("auth"), proxytest.WithAuth("alice", "s3cret"))
-	differential(t, "tinyproxy-auth", real, px.Addr(), compare.AuthProbes())
+	differential(t, "tinyproxy-auth", real, px.Addr(), compare.AuthProbes("alice", "s3cret"))
 }
 
 func differential(t *testing.T, product, realAddr, hopscopeAddr string, probes []compare.Probe) {

@@ -1,6 +1,9 @@
 package compare
 
-import "strings"
+import (
+	"encoding/base64"
+	"strings"
+)
 
 // get is an ordinary absolute-form request head to the origin, without the
 // final empty line.
@@ -52,13 +55,15 @@ func Probes() []Probe {
 	}
 }
 
-// AuthProbes are compared on a proxy that requires Basic credentials
-// alice:s3cret.
-func AuthProbes() []Probe {
+// AuthProbes are compared on a proxy that requires the Basic credentials
+// user:pass.
+func AuthProbes(user, pass string) []Probe {
+	good := base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
+	bad := base64.StdEncoding.EncodeToString([]byte(user + ":wrong" + pass))
 	return []Probe{
 		{Name: "auth-missing", Send: get + "\r\n"},
-		{Name: "auth-wrong", Send: get + "Proxy-Authorization: Basic YWxpY2U6d3Jvbmc=\r\n\r\n"},
-		{Name: "auth-ok", Send: get + "Proxy-Authorization: Basic YWxpY2U6czNjcmV0\r\n\r\n"},
+		{Name: "auth-wrong", Send: get + "Proxy-Authorization: Basic " + bad + "\r\n\r\n"},
+		{Name: "auth-ok", Send: get + "Proxy-Authorization: Basic " + good + "\r\n\r\n"},
 		{Name: "auth-connect-missing", Send: "CONNECT {origin} HTTP/1.1\r\nHost: {origin}\r\n\r\n", OriginAddr: "443"},
 	}
 }

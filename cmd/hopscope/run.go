@@ -34,6 +34,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runCA(args[1:], stdout)
 		case "bench":
 			return runBench(ctx, args[1:], stdout, stderr)
+		case "compare":
+			return runCompare(ctx, args[1:], stdout)
 		}
 	}
 	cfg, err := config.Parse(args, stdout)
