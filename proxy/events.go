@@ -273,13 +273,15 @@ func (e events) wsClose(sess *wsSession, fromClient, fromServer *wsDirection) {
 		Int64("server_messages", fromServer.messages).Int64("server_bytes", fromServer.wireBytes).Send()
 }
 
-func (e events) wsError(sess *wsSession, side string, v *wsframe.Violation) {
+// passed counts the wire bytes of the offending message that had gone to
+// the other side before the violation was found.
+func (e events) wsError(sess *wsSession, side string, v *wsframe.Violation, passed int64) {
 	ev := e.log.Warn()
 	if ev == nil {
 		return
 	}
 	e.wsEvent(ev, EventWSError, sess).Str("url", sess.url).Str("side", side).
-		Str("violation", v.Reason).Uint16("code", uint16(v.Code)).Send()
+		Str("violation", v.Reason).Uint16("code", uint16(v.Code)).Int64("bytes_passed", passed).Send()
 }
 
 // EventFault is written whenever a --fault (or a profile's failure, such as

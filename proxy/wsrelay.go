@@ -21,13 +21,39 @@ import (
 type wsPeer struct {
 	conn net.Conn
 	mu   sync.Mutex
+	// edge follows the frames written, so that a close of hopscope's own
+	// never lands inside one.
+	edge wsframe.Edge
+	// closed is set once hopscope ended what it sends the peer: nothing
+	// may follow its close frame.
+	closed bool
 }
 
 func (p *wsPeer) write(b []byte) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_, err := p.conn.Write(b)
+	if p.closed {
+		return errClosedByProxy
+	}
+	n, err := p.conn.Write(b)
+	p.edge.Wrote(b[:n])
 	return err
+}
+
+// sendClose writes hopscope's close frame and ends what the peer is sent.
+// A peer in the middle of a frame (a long message cut where it broke the
+// protocol) gets no close frame, which it would read as payload: only the
+// connection's end, which it sees as an abnormal closure (1006).
+func (p *wsPeer) sendClose(frame []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.closed = true
+	if p.edge.Between() {
+		_, _ = p.conn.Write(frame)
+	}
 }
 
 // wsSession is one relayed WebSocket.
@@ -168,8 +194,8 @@ func (sess *wsSession) closeBoth(toClient, toServer ws.StatusCode, clientReason,
 	// Recorded before the frames go out: a peer's answering close frame
 	// must not be taken for the start of the close handshake.
 	sess.noteClose("proxy", toClient, clientReason)
-	_ = sess.client.write(closeFrame(toClient, clientReason, false))
-	_ = sess.upstream.write(closeFrame(toServer, serverReason, true))
+	sess.client.sendClose(closeFrame(toClient, clientReason, false))
+	sess.upstream.sendClose(closeFrame(toServer, serverReason, true))
 }
 
 // wsDirection relays one direction. It is the parser's Sink: bytes that
@@ -192,6 +218,8 @@ type wsDirection struct {
 	segLive          bool
 
 	ctrl     bool      // the current frame is a control frame
+	frameOff int       // offset in the chunk of the current data frame's header while it is in the unwritten run; -1 otherwise
+	passed   int64     // wire bytes of the current data message passed on (or in the run)
 	holding  bool      // the current data message is being held
 	overflow bool      // it outgrew the hold limit and was passed on
 	held     *[]byte   // wire bytes of the held data message
@@ -225,23 +253,39 @@ func (d *wsDirection) run(prefix []byte) error {
 
 // feed parses one chunk and passes it on.
 func (d *wsDirection) feed(chunk []byte) error {
-	d.chunk, d.segLive = chunk, false
+	d.chunk, d.segLive, d.frameOff = chunk, false, -1
 	err := d.parser.Feed(chunk, d)
-	if ferr := d.flush(); err == nil {
-		err = ferr
+	if err != nil {
+		err = d.failed(err)
+	} else {
+		err = d.flush()
 	}
 	d.chunk = nil
-	if err == nil {
-		return nil
-	}
+	return err
+}
+
+// failed ends the direction after an error from the parser or a write. A
+// violation is refused: of the frame that broke the protocol nothing goes
+// out that is still unwritten (the whole frame when it came in this chunk,
+// else its bytes from the first invalid one on); the valid frames before
+// it do go out, then both sides are closed.
+func (d *wsDirection) failed(err error) error {
 	// Only on the error path: errors.As makes its target escape, which
 	// would cost an allocation per chunk.
 	var v *wsframe.Violation
-	if errors.As(err, &v) {
-		d.violation(v)
-		return errClosedByProxy
+	if !errors.As(err, &v) {
+		if ferr := d.flush(); ferr != nil && errors.Is(err, errClosedByProxy) {
+			return ferr
+		}
+		return err
 	}
-	return err
+	if v.InFrame && !d.ctrl && d.frameOff >= 0 && d.segLive {
+		d.passed -= int64(d.segEnd - d.frameOff)
+		d.segEnd = d.frameOff
+	}
+	_ = d.flush()
+	d.violation(v)
+	return errClosedByProxy
 }
 
 // violation closes both sides: the offender gets the violation's code, the
@@ -256,25 +300,41 @@ func (d *wsDirection) violation(v *wsframe.Violation) {
 		clientReason, serverReason = other, reason
 	}
 	d.sess.closeBoth(toClient, toServer, clientReason, serverReason)
-	d.sess.srv.events.wsError(d.sess, d.from.String(), v)
+	passed := d.passed
+	if v.InFrame && d.ctrl || !v.InFrame && !d.parser.InMessage() {
+		passed = 0 // a control frame, or the header of a new message
+	}
+	d.sess.srv.events.wsError(d.sess, d.from.String(), v, passed)
 }
 
 // Header implements wsframe.Sink.
+// A control frame is always held until it is complete and checked (at most
+// 131 bytes), so that a bad one never reaches the other side.
 func (d *wsDirection) Header(h ws.Header, raw []byte, off int) error {
 	d.ctrl = h.OpCode.IsControl()
-	if d.hold && d.ctrl {
+	if d.ctrl {
 		d.ctrlN = copy(d.ctrlHeld[:], raw)
 		return nil
 	}
-	if d.hold && h.OpCode != ws.OpContinuation {
-		d.holding, d.overflow = true, false
+	if h.OpCode != ws.OpContinuation {
+		d.passed = 0
+		if d.hold {
+			d.holding, d.overflow = true, false
+		}
 	}
-	return d.route(raw, off)
+	if err := d.route(raw, off); err != nil {
+		return err
+	}
+	d.frameOff = -1
+	if off >= 0 && d.segLive && d.segEnd == off+len(raw) {
+		d.frameOff = off
+	}
+	return nil
 }
 
 // Payload implements wsframe.Sink.
 func (d *wsDirection) Payload(raw []byte, off int) error {
-	if d.hold && d.ctrl {
+	if d.ctrl {
 		d.ctrlN += copy(d.ctrlHeld[d.ctrlN:], raw)
 		return nil
 	}
@@ -304,6 +364,9 @@ func (d *wsDirection) route(raw []byte, off int) error {
 // pass forwards bytes unchanged. Bytes from the current chunk extend the
 // run to be written; others are written at once, after the run.
 func (d *wsDirection) pass(raw []byte, off int) error {
+	if !d.ctrl {
+		d.passed += int64(len(raw))
+	}
 	if off >= 0 && d.segLive && off == d.segEnd {
 		d.segEnd += len(raw)
 		return nil
@@ -332,6 +395,9 @@ func (d *wsDirection) flush() error {
 		return nil
 	}
 	d.segLive = false
+	if d.frameOff >= d.segStart {
+		d.frameOff = -1 // written: it can no longer be taken back
+	}
 	return d.write(d.chunk[d.segStart:d.segEnd])
 }
 
@@ -342,6 +408,7 @@ func (d *wsDirection) writeHeld() error {
 	if err := d.flush(); err != nil {
 		return err
 	}
+	d.passed += int64(len(*d.held))
 	err := d.write(*d.held)
 	*d.held = (*d.held)[:0]
 	return err
@@ -375,7 +442,7 @@ func (d *wsDirection) Message(m *wsframe.Message) error {
 	if rule != nil {
 		action, ruleName = rule.Action, rule.Name
 	}
-	held := d.hold && (m.Op.IsControl() || !d.overflow)
+	held := m.Op.IsControl() || d.hold && !d.overflow
 	switch {
 	case action == policy.WSPass:
 	case !held:

@@ -67,6 +67,11 @@ type Config struct {
 type Violation struct {
 	Code   ws.StatusCode
 	Reason string
+	// InFrame is set when the violation lies in the payload or end of a
+	// frame whose header the Sink was already shown; otherwise the
+	// offending frame's header itself was refused and the Sink saw
+	// nothing of it.
+	InFrame bool
 }
 
 func (v *Violation) Error() string {
@@ -143,6 +148,16 @@ type Parser struct {
 	keepCap    int
 	overflow   bool // kept dropped bytes
 
+	// UTF-8 validation of the uncompressed text message in progress, as
+	// it streams: text is set while one is checked; part holds the
+	// plaintext of a code point cut at a chunk or frame edge, held its
+	// wire bytes not yet shown to the Sink (those of the current frame).
+	text     bool
+	utf8     utf8State
+	held     [utf8.UTFMax - 1]byte
+	heldN    int
+	plainBuf [512]byte
+
 	// The control frame in progress (control frames may come between the
 	// fragments of a data message, so they have their own state).
 	ctrl     [125]byte
@@ -171,6 +186,9 @@ func New(cfg Config) *Parser {
 // InflateLost reports whether decompression history was lost, so that
 // compressed messages are no longer inspected.
 func (p *Parser) InflateLost() bool { return p.inflateLost }
+
+// InMessage reports whether a data message has begun and not ended.
+func (p *Parser) InMessage() bool { return p.inMessage }
 
 // Feed parses the next chunk of the stream.
 func (p *Parser) Feed(b []byte, sink Sink) error {
@@ -210,7 +228,11 @@ func (p *Parser) Feed(b []byte, sink Sink) error {
 			n = int(p.remaining)
 		}
 		chunk := b[off : off+n]
-		if err := sink.Payload(chunk, off); err != nil {
+		if p.text && !p.frame.OpCode.IsControl() {
+			if err := p.textPayload(chunk, off, int64(n) == p.remaining, sink); err != nil {
+				return err
+			}
+		} else if err := sink.Payload(chunk, off); err != nil {
 			return err
 		}
 		p.keep(chunk)
@@ -309,6 +331,11 @@ func (p *Parser) startFrame() error {
 	if h.OpCode != ws.OpContinuation {
 		p.inMessage, p.msgOp, p.fragments = true, h.OpCode, 0
 		p.compressed = h.Rsv1() && p.cfg.Deflate && !p.cfg.UnknownExtensions
+		// Compressed text is checked on its inspected plaintext when the
+		// message ends; a text message under an unknown extension cannot
+		// be read at all.
+		p.text = h.OpCode == ws.OpText && !p.compressed && !p.cfg.UnknownExtensions
+		p.utf8 = utf8State{}
 		p.wireLen, p.payloadLen, p.overflow = 0, 0, false
 		p.keepCap = p.cfg.InspectLimit
 		if p.compressed {
@@ -418,6 +445,7 @@ func (p *Parser) endFrame(sink Sink) error {
 		*m = Message{Op: h.OpCode, Fragments: 1, WireLen: p.ctrlWire, PayloadLen: int64(p.ctrlN), Len: int64(p.ctrlN), Payload: p.ctrl[:p.ctrlN]}
 		if h.OpCode == ws.OpClose {
 			if err := parseClose(m); err != nil {
+				err.InFrame = true
 				return err
 			}
 		}
@@ -426,6 +454,14 @@ func (p *Parser) endFrame(sink Sink) error {
 	p.fragments++
 	if !h.Fin {
 		return nil
+	}
+	if p.text {
+		p.text = false
+		if p.utf8.n > 0 {
+			p.inMessage = false
+			p.release()
+			return &Violation{Code: ws.StatusInvalidFramePayloadData, Reason: "text message ends inside a UTF-8 sequence", InFrame: true}
+		}
 	}
 	m := &p.msg
 	*m = Message{Op: p.msgOp, Fragments: p.fragments, Compressed: p.compressed, WireLen: p.wireLen, PayloadLen: p.payloadLen}
@@ -444,8 +480,8 @@ func (p *Parser) endFrame(sink Sink) error {
 	m.Truncated = m.Len < 0 || int64(len(m.Payload)) < m.Len
 	p.inMessage = false
 	defer p.release()
-	if m.Op == ws.OpText && m.Len >= 0 && !validUTF8Prefix(m.Payload, m.Truncated) {
-		return &Violation{Code: ws.StatusInvalidFramePayloadData, Reason: "text message is not valid UTF-8"}
+	if m.Op == ws.OpText && m.Compressed && m.Len >= 0 && !validUTF8Prefix(m.Payload, m.Truncated) {
+		return &Violation{Code: ws.StatusInvalidFramePayloadData, Reason: "text message is not valid UTF-8", InFrame: true}
 	}
 	return sink.Message(m)
 }
@@ -462,7 +498,7 @@ func (p *Parser) release() {
 }
 
 // parseClose validates a close frame's body (RFC 6455 section 7.4).
-func parseClose(m *Message) error {
+func parseClose(m *Message) *Violation {
 	switch n := len(m.Payload); {
 	case n == 0:
 		m.CloseCode = ws.StatusNoStatusRcvd
@@ -532,3 +568,158 @@ func opName(op ws.OpCode) string {
 
 // OpName names an opcode as events do: text, binary, close, ping, pong.
 func OpName(op ws.OpCode) string { return opName(op) }
+
+// textPayload shows the Sink the part of raw (wire bytes of a text frame)
+// that is valid UTF-8 so far. The wire bytes of a code point cut at the
+// chunk's end are held until the next chunk shows whether it goes on
+// validly, unless the frame ends here (then they go with their frame, the
+// frame being valid as far as it goes). At the first byte that cannot be
+// UTF-8 it stops: nothing from the start of the bad sequence on is shown.
+func (p *Parser) textPayload(raw []byte, off int, frameEnds bool, sink Sink) error {
+	start := p.utf8.pos
+	bad := int64(-1)
+	for done := 0; done < len(raw) && bad < 0; {
+		piece := raw[done:]
+		if p.frame.Masked {
+			n := copy(p.plainBuf[:], piece)
+			piece = p.plainBuf[:n]
+			ws.Cipher(piece, p.frame.Mask, p.maskOff+done)
+		}
+		bad = p.utf8.feed(piece)
+		done += len(piece)
+	}
+	reason := "text message is not valid UTF-8"
+	if bad < 0 && frameEnds && p.frame.Fin && p.utf8.n > 0 {
+		bad, reason = p.utf8.partStart, "text message ends inside a UTF-8 sequence"
+	}
+	deliver := p.heldN + len(raw)
+	switch {
+	case bad <= start && bad >= 0:
+		// The bad sequence began in held bytes or an earlier frame.
+		deliver = 0
+	case bad > start:
+		deliver = p.heldN + int(bad-start)
+	case !frameEnds:
+		deliver -= min(p.utf8.n, deliver)
+	}
+	if err := p.showText(raw, off, deliver, sink); err != nil {
+		return err
+	}
+	if bad >= 0 {
+		p.heldN = 0
+		return &Violation{Code: ws.StatusInvalidFramePayloadData, Reason: reason, InFrame: true}
+	}
+	return nil
+}
+
+// showText shows the Sink the first n bytes of the held bytes followed by
+// raw, and keeps the rest held.
+func (p *Parser) showText(raw []byte, off, n int, sink Sink) error {
+	fromHeld := min(n, p.heldN)
+	if fromHeld > 0 {
+		if err := sink.Payload(p.held[:fromHeld], -1); err != nil {
+			return err
+		}
+	}
+	fromRaw := n - fromHeld
+	if fromRaw > 0 {
+		if err := sink.Payload(raw[:fromRaw], off); err != nil {
+			return err
+		}
+	}
+	var rest [2 * (utf8.UTFMax - 1)]byte
+	k := copy(rest[:], p.held[fromHeld:p.heldN])
+	k += copy(rest[k:], raw[fromRaw:])
+	p.heldN = copy(p.held[:], rest[:k])
+	return nil
+}
+
+// utf8State validates a text message's plaintext as it streams.
+type utf8State struct {
+	pos       int64 // plaintext bytes fed so far
+	part      [utf8.UTFMax]byte
+	n         int   // bytes in part: a code point begun, not yet finished
+	partStart int64 // where part began
+}
+
+// feed checks the next plaintext bytes. It returns -1 while all is valid
+// (a code point cut at the end is kept in part), or the message offset at
+// which the first invalid sequence begins.
+func (u *utf8State) feed(b []byte) int64 {
+	base := u.pos
+	u.pos += int64(len(b))
+	i := 0
+	for u.n > 0 && i < len(b) {
+		u.part[u.n] = b[i]
+		u.n++
+		i++
+		if !validPartial(u.part[:u.n]) {
+			return u.partStart
+		}
+		if u.n == seqLen(u.part[0]) {
+			u.n = 0
+		}
+	}
+	rest := b[i:]
+	if utf8.Valid(rest) {
+		return -1
+	}
+	for j := 0; j < len(rest); {
+		if rest[j] < utf8.RuneSelf {
+			j++
+			continue
+		}
+		r, size := utf8.DecodeRune(rest[j:])
+		if r == utf8.RuneError && size == 1 {
+			if !utf8.FullRune(rest[j:]) && validPartial(rest[j:]) {
+				u.n = copy(u.part[:], rest[j:])
+				u.partStart = base + int64(i+j)
+				return -1
+			}
+			return base + int64(i+j)
+		}
+		j += size
+	}
+	return -1
+}
+
+// seqLen is the length of the UTF-8 sequence lead begins, 0 when lead
+// cannot begin one.
+func seqLen(lead byte) int {
+	switch {
+	case lead < utf8.RuneSelf:
+		return 1
+	case lead >= 0xc2 && lead <= 0xdf:
+		return 2
+	case lead >= 0xe0 && lead <= 0xef:
+		return 3
+	case lead >= 0xf0 && lead <= 0xf4:
+		return 4
+	}
+	return 0
+}
+
+// validPartial reports whether b is a valid multi-byte sequence or the
+// valid start of one: some continuation makes it a code point.
+func validPartial(b []byte) bool {
+	want := seqLen(b[0])
+	if want < 2 || len(b) > want {
+		return false
+	}
+	// The second byte's range depends on the lead (E0, ED, F0, F4 narrow
+	// it); one of these three completions fits every valid start.
+	var buf [utf8.UTFMax]byte
+	for _, second := range [...]byte{0x80, 0x90, 0xa0} {
+		n := copy(buf[:], b)
+		for k := n; k < want; k++ {
+			buf[k] = 0x80
+			if k == 1 {
+				buf[k] = second
+			}
+		}
+		if utf8.Valid(buf[:want]) {
+			return true
+		}
+	}
+	return false
+}

@@ -169,6 +169,9 @@ func TestViolations(t *testing.T) {
 		{"close with 1-byte body", Config{From: Server}, frame(ws.OpClose, true, 0, false, []byte{3}), 1002, "1-byte"},
 		{"close code 1005 on the wire", Config{From: Server}, frame(ws.OpClose, true, 0, false, ws.NewCloseFrameBody(1005, "")), 1002, "1005"},
 		{"close code 999", Config{From: Server}, frame(ws.OpClose, true, 0, false, ws.NewCloseFrameBody(999, "")), 1002, "999"},
+		{"close code 1004", Config{From: Server}, frame(ws.OpClose, true, 0, false, ws.NewCloseFrameBody(1004, "")), 1002, "1004"},
+		{"close code 1006", Config{From: Server}, frame(ws.OpClose, true, 0, false, ws.NewCloseFrameBody(1006, "")), 1002, "1006"},
+		{"close code 1015", Config{From: Server}, frame(ws.OpClose, true, 0, false, ws.NewCloseFrameBody(1015, "")), 1002, "1015"},
 		{"close code 5000", Config{From: Server}, frame(ws.OpClose, true, 0, false, ws.NewCloseFrameBody(5000, "")), 1002, "5000"},
 		{"close reason not UTF-8", Config{From: Server}, frame(ws.OpClose, true, 0, false, append(ws.NewCloseFrameBody(1000, ""), 0xff)), 1007, "UTF-8"},
 		{"text not UTF-8", Config{From: Server, InspectLimit: 100}, frame(ws.OpText, true, 0, false, []byte{'a', 0xc3, 'b'}), 1007, "UTF-8"},
@@ -334,3 +337,89 @@ type nopSink struct{}
 func (nopSink) Header(ws.Header, []byte, int) error { return nil }
 func (nopSink) Payload([]byte, int) error           { return nil }
 func (nopSink) Message(*Message) error              { return nil }
+
+// Invalid UTF-8 is found as it streams, whatever the read boundaries: the
+// Sink is shown the frame up to the first byte of the bad sequence and
+// nothing after, so the relay can cut there. A code point cut at the end of
+// a fragment goes out with that fragment, which is valid on its own.
+func TestTextValidatedAsItStreams(t *testing.T) {
+	for _, masked := range []bool{false, true} {
+		from, hdr := Server, 2
+		if masked {
+			from, hdr = Client, 6
+		}
+		whole := func(payload string) []byte { return frame(ws.OpText, true, 0, masked, []byte(payload)) }
+		first := frame(ws.OpText, false, 0, masked, []byte("ok\xe2"))
+		cases := []struct {
+			name   string
+			wire   []byte
+			shown  int // wire bytes the sink may see
+			reason string
+		}{
+			{"bad byte", whole("ok\xffmore"), hdr + 2, "not valid UTF-8"},
+			{"bad continuation", whole("ok\xe2\x82Amore"), hdr + 2, "not valid UTF-8"},
+			{"overlong", whole("ok\xc0\xafmore"), hdr + 2, "not valid UTF-8"},
+			{"surrogate", whole("ok\xed\xa0\x80"), hdr + 2, "not valid UTF-8"},
+			{"beyond U+10FFFF", whole("ok\xf4\x90\x80\x80"), hdr + 2, "not valid UTF-8"},
+			{"ends inside a code point", whole("ok\xe2\x82"), hdr + 2, "ends inside"},
+			{"bad after 600 good bytes", whole(strings.Repeat("é", 300) + "\xff"), hdr + 2 + 600, "not valid UTF-8"},
+			{"split across fragments", concat(first, frame(ws.OpContinuation, true, 0, masked, []byte("\x82A"))), len(first) + hdr, "not valid UTF-8"},
+		}
+		for _, tc := range cases {
+			for _, piece := range []int{0, 1, 2, 3, 5, 1000} {
+				rec := &recorder{}
+				err := feedIn(New(Config{From: from}), tc.wire, piece, rec)
+				var v *Violation
+				if !errors.As(err, &v) || v.Code != ws.StatusInvalidFramePayloadData || !v.InFrame || !strings.Contains(v.Reason, tc.reason) {
+					t.Fatalf("%s (masked %v, pieces of %d): err %v, want a 1007 violation in the frame saying %q", tc.name, masked, piece, err, tc.reason)
+				}
+				if got := rec.raw.Bytes(); !bytes.Equal(got, tc.wire[:tc.shown]) {
+					t.Errorf("%s (masked %v, pieces of %d): sink saw %d bytes, want the first %d", tc.name, masked, piece, len(got), tc.shown)
+				}
+			}
+		}
+	}
+}
+
+// Valid text cut anywhere, even inside a code point, reaches the sink whole.
+func TestTextSplitInsideCodePoints(t *testing.T) {
+	text := "a€b𝄞c" + strings.Repeat("ü", 400)
+	wire := concat(frame(ws.OpText, false, 0, true, []byte(text[:2])), frame(ws.OpContinuation, true, 0, true, []byte(text[2:])))
+	for _, piece := range []int{1, 2, 3, 4, 7, 513} {
+		rec := &recorder{}
+		if err := feedIn(New(Config{From: Client, InspectLimit: 4096}), wire, piece, rec); err != nil {
+			t.Fatalf("pieces of %d: %v", piece, err)
+		}
+		if !bytes.Equal(rec.raw.Bytes(), wire) || rec.payloads[0] != text {
+			t.Fatalf("pieces of %d: the sink did not see the stream whole", piece)
+		}
+	}
+}
+
+// Edge knows whether a stream cut anywhere ends between frames.
+func TestEdge(t *testing.T) {
+	frames := [][]byte{
+		frame(ws.OpText, true, 0, true, []byte("masked")),
+		frame(ws.OpBinary, true, 0, false, make([]byte, 300)),
+		frame(ws.OpBinary, true, 0, false, make([]byte, 70000)),
+		frame(ws.OpPing, true, 0, false, nil),
+	}
+	wire := concat(frames...)
+	ends := map[int]bool{0: true}
+	at := 0
+	for _, f := range frames {
+		at += len(f)
+		ends[at] = true
+	}
+	for _, piece := range []int{1, 3, 100, 1 << 20} {
+		var e Edge
+		for off := 0; off < len(wire); {
+			n := min(piece, len(wire)-off)
+			e.Wrote(wire[off : off+n])
+			off += n
+			if e.Between() != ends[off] {
+				t.Fatalf("pieces of %d: at %d Between() = %v, want %v", piece, off, e.Between(), ends[off])
+			}
+		}
+	}
+}

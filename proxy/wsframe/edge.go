@@ -1,0 +1,53 @@
+package wsframe
+
+import "encoding/binary"
+
+// Edge follows the frames of a byte stream written to a peer, without
+// keeping them, so that whoever writes into it knows whether the peer is
+// between two frames. A frame of hopscope's own (a close) may go out only
+// there: in the middle of a frame the peer would read it as payload.
+type Edge struct {
+	hdr       [14]byte
+	hdrN      int
+	remaining int64
+}
+
+// Wrote accounts for bytes that were written to the peer.
+func (e *Edge) Wrote(b []byte) {
+	for len(b) > 0 {
+		if e.remaining > 0 {
+			n := int64(len(b))
+			if n > e.remaining {
+				n = e.remaining
+			}
+			e.remaining -= n
+			b = b[n:]
+			continue
+		}
+		need := headerSize(e.hdr[:e.hdrN])
+		n := copy(e.hdr[e.hdrN:need], b)
+		e.hdrN += n
+		b = b[n:]
+		if e.hdrN < headerSize(e.hdr[:e.hdrN]) {
+			continue
+		}
+		e.remaining = headerLength(e.hdr[:e.hdrN])
+		e.hdrN = 0
+	}
+}
+
+// Between reports whether the bytes written so far end on a frame
+// boundary.
+func (e *Edge) Between() bool { return e.hdrN == 0 && e.remaining == 0 }
+
+// headerLength decodes the payload length of a complete header.
+func headerLength(h []byte) int64 {
+	switch n := h[1] & 0x7f; n {
+	case 126:
+		return int64(binary.BigEndian.Uint16(h[2:4]))
+	case 127:
+		return int64(binary.BigEndian.Uint64(h[2:10]) &^ (1 << 63))
+	default:
+		return int64(n)
+	}
+}
