@@ -234,7 +234,9 @@ type refusedFrameCase struct {
 
 func refusedFrameCases() []refusedFrameCase {
 	c := func(op ws.OpCode, fin bool, payload string) []byte { return wsFrame(op, fin, 0, true, []byte(payload)) }
-	s := func(op ws.OpCode, fin bool, payload string) []byte { return wsFrame(op, fin, 0, false, []byte(payload)) }
+	s := func(op ws.OpCode, fin bool, payload string) []byte {
+		return wsFrame(op, fin, 0, false, []byte(payload))
+	}
 	closeC := func(code ws.StatusCode) []byte {
 		return wsFrame(ws.OpClose, true, 0, true, ws.NewCloseFrameBody(code, "x"))
 	}
