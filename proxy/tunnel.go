@@ -18,38 +18,73 @@ import (
 	"github.com/hopscope/hopscope/policy"
 )
 
-// serveTunnel is goproxy's ConnectHijack callback: it owns the client
-// connection from here on. It dials the destination first, so that the
-// client's 200 means the destination is really there (goproxy's MITM path
-// answers 200 even for a closed port), then looks at what the client says
-// first: TLS to bump, plaintext HTTP to serve, anything else to splice.
+// serveTunnel is goproxy's ConnectHijack callback for a CONNECT that
+// passed the checks in route: it hands the hijacked connection to
+// openTunnel, answering in HTTP.
+func (s *Server) serveTunnel(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
+	target, _ := targetFrom(req.Context())
+	s.openTunnel(req.Context(), client, target, connInfoFrom(req.Context()), connectFront{req: req, pseudonym: s.opts.Pseudonym})
+}
+
+// tunnelFront is the protocol a client asked for its tunnel in (an HTTP
+// CONNECT, a SOCKS5 CONNECT). openTunnel tells the client through it
+// whether the tunnel is up, once the destination has been dialed.
+type tunnelFront interface {
+	// established tells the client its tunnel to upstream is open.
+	established(client, upstream net.Conn) error
+	// failed tells the client why there is no tunnel; the connection is
+	// closed after.
+	failed(client net.Conn, pe *proxyError) error
+}
+
+// connectFront answers an HTTP CONNECT.
+type connectFront struct {
+	req       *http.Request
+	pseudonym string
+}
+
+func (f connectFront) established(client, _ net.Conn) error {
+	_, err := io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n")
+	return err
+}
+
+func (f connectFront) failed(client net.Conn, pe *proxyError) error {
+	return pe.response(f.req, f.pseudonym).Write(client)
+}
+
+// openTunnel owns the client connection of a tunnel the policy allowed,
+// whichever protocol asked for it; ctx carries the exchange (withExchange)
+// so that the dialer checks the resolved address, and must last until
+// openTunnel returns. It dials the destination first, so that the client's
+// success answer means the destination is really there (goproxy's MITM
+// path answers 200 even for a closed port), then looks at what the client
+// says first: TLS to bump, plaintext HTTP to serve, anything else to
+// splice.
 //
 // Once the tunnel is set up it returns and the relay runs on goroutines
 // of its own: net/http keeps a connection's buffers alive until its
 // handler returns, which would cost every idle tunnel 8 KiB or more.
-func (s *Server) serveTunnel(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
+func (s *Server) openTunnel(ctx context.Context, client net.Conn, target policy.Request, info connInfo, front tunnelFront) {
 	start := time.Now()
-	target, _ := targetFrom(req.Context())
-	info := connInfoFrom(req.Context())
 	rec := &tunnelRecord{conn: info, host: target.Host, port: target.Port, mode: modeSplice}
 
-	upstream, err := s.dialer.dialTunnel(req.Context(), req.URL.Host)
+	upstream, err := s.dialer.dialTunnel(ctx, target.Target())
 	if err != nil {
 		pe := classifyUpstreamError(err, target.Target())
 		if pe.Status == http.StatusForbidden {
 			s.events.deny(info, http.MethodConnect, target.Target(), pe)
 		}
-		_ = pe.response(req, s.opts.Pseudonym).Write(client)
+		_ = front.failed(client, pe)
 		client.Close()
 		rec.status, rec.err, rec.duration = pe.Status, pe, time.Since(start)
 		s.events.tunnel(*rec)
 		return
 	}
 	primed := &primedConn{conn: upstream, target: target}
-	if _, err := io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+	if err := front.established(client, upstream); err != nil {
 		client.Close()
 		primed.closeUnlessTaken()
-		rec.status, rec.err, rec.duration = http.StatusOK, fmt.Errorf("answering the CONNECT: %w", err), time.Since(start)
+		rec.status, rec.err, rec.duration = http.StatusOK, fmt.Errorf("telling the client its tunnel is open: %w", err), time.Since(start)
 		s.events.tunnel(*rec)
 		return
 	}
@@ -93,7 +128,7 @@ func (s *Server) serveTunnel(req *http.Request, client net.Conn, _ *goproxy.Prox
 	case first.tls && s.opts.Issuer != nil && s.opts.Policy.Bump.BumpTLS(target.Host, target.Port):
 		rec.mode, t.scheme = modeBump, "https"
 		counted := &countingConn{Conn: first.client}
-		conn, err := s.bump(req.Context(), counted, target, rec)
+		conn, err := s.bump(ctx, counted, target, rec)
 		if err != nil {
 			rec.err = err
 			rec.bytesUp, rec.bytesDown = counted.read.Load(), counted.written.Load()
