@@ -3,6 +3,7 @@ package flow
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Observer receives published records on a goroutine of its own, in
@@ -35,6 +36,13 @@ type Options struct {
 	// BodyBytes is how many bytes of each HTTP body the observer wants; 0
 	// none. Bodies are then hashed too.
 	BodyBytes int
+	// Linger is how long the observer waits, once a record has arrived,
+	// for more to join its batch. An observer that keeps up with traffic
+	// would otherwise be woken for every record, and each wake-up costs
+	// the publisher (the relay) more than the record itself; while the
+	// observer lingers, publishing is a plain enqueue. The price is that
+	// much delay. 0: no waiting.
+	Linger time.Duration
 }
 
 // Bus fans published records out to observers without ever blocking the
@@ -128,6 +136,11 @@ func (s *Subscription) deliver() {
 	defer close(s.done)
 	const maxBatch = 256
 	batch := make([]Record, 0, maxBatch)
+	var linger *time.Timer
+	if s.opts.Linger > 0 {
+		linger = time.NewTimer(s.opts.Linger)
+		defer linger.Stop()
+	}
 	for {
 		select {
 		case r := <-s.queue:
@@ -135,6 +148,13 @@ func (s *Subscription) deliver() {
 		case <-s.stop:
 			s.drain(batch)
 			return
+		}
+		if linger != nil && len(s.queue) < maxBatch {
+			linger.Reset(s.opts.Linger)
+			select {
+			case <-linger.C:
+			case <-s.stop:
+			}
 		}
 	fill:
 		for len(batch) < maxBatch {

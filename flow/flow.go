@@ -103,10 +103,10 @@ type Body struct {
 	// Data holds the first bytes as they crossed the wire (still
 	// content-encoded). nil when no observer asked for bodies.
 	Data []byte
-	// Len is the whole body's length on the wire, -1 when unknown (the
-	// exchange failed before the body ended).
+	// Len counts the body bytes that crossed the wire: the whole body,
+	// unless Exchange.Error says the exchange was cut short.
 	Len int64
-	// Truncated is set when Data holds less than the whole body.
+	// Truncated is set when Data holds less than the bytes that crossed.
 	Truncated bool
 	// SHA256 is the hex digest of the whole body, "" when bodies were not
 	// captured or the body did not end.
@@ -173,7 +173,8 @@ type Tunnel struct {
 // Denial is a policy refusal.
 type Denial struct {
 	Client Client
-	// Flow is the exchange or tunnel that was refused.
+	// Flow is the exchange or tunnel that was refused. A refused CONNECT
+	// has no other record: its ID is the denial's own.
 	Flow   ID
 	Method string
 	Target string
@@ -218,12 +219,14 @@ type WSSession struct {
 	AcceptMismatch bool
 	Start          time.Time
 
-	// Set on close.
-	Code     uint16
-	Reason   string
-	ClosedBy string // "client", "server", "proxy"; for 1006, the side whose TCP connection ended first
-	Duration time.Duration
-	Error    string
+	// Set on close. CloseHandshake is set when a close frame was seen;
+	// without one the TCP connection just ended and Code is 1006.
+	CloseHandshake bool
+	Code           uint16
+	Reason         string
+	ClosedBy       string // "client", "server", "proxy"; for 1006, the side whose TCP connection ended first
+	Duration       time.Duration
+	Error          string
 	// Counts per direction.
 	ClientMessages, ClientBytes int64
 	ServerMessages, ServerBytes int64
@@ -280,6 +283,10 @@ func (o Opcode) Control() bool { return o >= 0x8 }
 // frame, and what hopscope did with it.
 type WSMessage struct {
 	Session ID
+	// Client and Tunnel repeat the session's, so that an observer that
+	// missed the session's opening still knows where a message belongs.
+	Client Client
+	Tunnel ID
 	// Seq numbers the session's messages from 1, both directions
 	// together, in the order hopscope saw them complete.
 	Seq    uint64
@@ -317,7 +324,9 @@ type WSMessage struct {
 type WSViolation struct {
 	Session ID
 	Client  Client
-	URL     string
+	// Tunnel is the session's tunnel, 0 for ws:// in absolute form.
+	Tunnel ID
+	URL    string
 	// Side broke the protocol; Code is what it was sent.
 	Side      Side
 	Violation string
