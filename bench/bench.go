@@ -26,6 +26,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hopscope/hopscope/certs"
+	"github.com/hopscope/hopscope/eventlog"
 	"github.com/hopscope/hopscope/mitm"
 	"github.com/hopscope/hopscope/policy"
 	"github.com/hopscope/hopscope/proxy"
@@ -289,10 +290,12 @@ func newEnv(opts Options) (*env, error) {
 // startProxy runs hopscope in-process, logging every event at the default
 // level to nowhere: the work of formatting events is part of the cost.
 func (e *env) startProxy(opts *proxy.Options) (string, error) {
-	srv, err := proxy.New(opts, zerolog.New(io.Discard).Level(zerolog.InfoLevel).With().Timestamp().Logger())
+	logger := zerolog.New(io.Discard).Level(zerolog.InfoLevel).With().Timestamp().Logger()
+	srv, err := proxy.New(opts, logger)
 	if err != nil {
 		return "", err
 	}
+	eventlog.Subscribe(srv.Flows(), logger, eventlog.Options{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err

@@ -11,6 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/hopscope/hopscope/eventlog"
 	"github.com/hopscope/hopscope/policy"
 	"github.com/hopscope/hopscope/proxy"
 )
@@ -92,24 +93,33 @@ func compileRules(specs []policy.WSRuleSpec, src ruleSource) (policy.WSRules, er
 	return rules, err
 }
 
-// webSocketOptions builds the relay settings.
-func (cfg Config) webSocketOptions() (proxy.WebSocketOptions, error) {
-	opts := proxy.WebSocketOptions{
-		InspectLimit: int(cfg.WSInspectLimit),
-		Preview:      cfg.WSPreview,
-		Log:          cfg.WSLog,
-		MaxMessage:   int64(cfg.WSMaxMessage),
-	}
-	if cfg.WSInspectLimit == 0 {
-		opts.InspectLimit = -1 // 0 on the command line means keep nothing
-	}
+// EventLogOptions turns the settings into the event log's options
+// (--ws-log, --ws-preview; full mode shows what --ws-inspect-limit keeps).
+func (cfg Config) EventLogOptions() (eventlog.Options, error) {
+	opts := eventlog.Options{WSLog: cfg.WSLog, Preview: cfg.WSPreview, FullBytes: int(cfg.WSInspectLimit)}
 	switch cfg.WSLog {
-	case proxy.WSLogOff, proxy.WSLogMeta, proxy.WSLogPreview, proxy.WSLogFull:
+	case eventlog.WSLogOff, eventlog.WSLogMeta, eventlog.WSLogPreview, eventlog.WSLogFull:
 	default:
 		return opts, UsageError{Msg: fmt.Sprintf("--ws-log %q: use off, meta, preview or full", cfg.WSLog)}
 	}
 	if cfg.WSPreview < 0 {
 		return opts, UsageError{Msg: "--ws-preview must not be negative"}
+	}
+	return opts, nil
+}
+
+// webSocketOptions builds the relay settings. It checks the event log's
+// settings too, so that a bad --ws-log stops the start like any flag.
+func (cfg Config) webSocketOptions() (proxy.WebSocketOptions, error) {
+	opts := proxy.WebSocketOptions{
+		InspectLimit: int(cfg.WSInspectLimit),
+		MaxMessage:   int64(cfg.WSMaxMessage),
+	}
+	if cfg.WSInspectLimit == 0 {
+		opts.InspectLimit = -1 // 0 on the command line means keep nothing
+	}
+	if _, err := cfg.EventLogOptions(); err != nil {
+		return opts, err
 	}
 	specs, src := cfg.WebSocket.Rules, cfg.wsRuleSource
 	if cfg.WSRules != "" {

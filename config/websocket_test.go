@@ -32,8 +32,11 @@ websocket:
 	if len(opts.Rules) != 2 || opts.Rules[0].Name != "no-secrets" || opts.Rules[1].Code != 4000 || !opts.Rules.Modifies() {
 		t.Errorf("rules %+v", opts.Rules)
 	}
-	if opts.InspectLimit != 64<<10 || opts.MaxMessage != 16<<20 || opts.Log != "meta" {
+	if opts.InspectLimit != 64<<10 || opts.MaxMessage != 16<<20 {
 		t.Errorf("options %+v", opts)
+	}
+	if logOpts, err := cfg.EventLogOptions(); err != nil || logOpts.WSLog != "meta" {
+		t.Errorf("event log options %+v, %v", logOpts, err)
 	}
 }
 

@@ -2,36 +2,35 @@ package proxy
 
 import (
 	"context"
-	"encoding/base64"
 	"net/http"
-	"strings"
+	"sync"
 	"time"
-	"unicode/utf8"
 
-	"github.com/gobwas/ws"
 	"github.com/rs/zerolog"
 
+	"github.com/hopscope/hopscope/flow"
 	"github.com/hopscope/hopscope/policy"
-	"github.com/hopscope/hopscope/proxy/wsframe"
 )
 
-// Event names, the "event" field of every log line. They are a public
-// interface: README.md documents their fields.
-const (
-	EventListen = "listen"
-	EventHTTP   = "http"
-	EventTunnel = "tunnel"
-	EventDeny   = "deny"
-)
+// EventListen is the "event" field of the start-up line. It is the one
+// event the proxy writes itself; every other event is a flow record
+// (package flow) that observers, the event log among them (package
+// eventlog), turn into what they need.
+const EventListen = "listen"
 
 // connInfo identifies the client connection an exchange arrived on.
 type connInfo struct {
 	id     uint64
 	client string
 	// tunnel is the conn of the CONNECT tunnel an inner request came
-	// through (bumped or plaintext), 0 for requests made to the proxy.
-	tunnel uint64
+	// through (bumped or plaintext), 0 for requests made to the proxy;
+	// tunnelFlow is that tunnel's flow ID.
+	tunnel     uint64
+	tunnelFlow flow.ID
+	bumped     bool
 }
+
+func (c connInfo) flowClient() flow.Client { return flow.Client{Conn: c.id, Addr: c.client} }
 
 type connInfoKey struct{}
 
@@ -40,14 +39,14 @@ func connInfoFrom(ctx context.Context) connInfo {
 	return info
 }
 
-// events writes the structured event log. zerolog returns a nil event for a
-// disabled level, so nothing is formatted when the level is off.
-type events struct {
-	log zerolog.Logger
-}
+// Flows is the bus the proxy publishes a record to for every exchange,
+// tunnel, denial, fault and WebSocket session and message. Subscribe
+// before Serve to see every flow; Shutdown closes the bus once the
+// traffic has ended, so observers get the last records.
+func (s *Server) Flows() *flow.Bus { return s.flows }
 
-func (e events) listen(addr string, summary map[string]string, insecureUpstream bool, parent, caFingerprint string) {
-	ev := e.log.Info()
+func (s *Server) logListen(addr string, summary map[string]string, insecureUpstream bool, parent, caFingerprint string) {
+	ev := s.log.Info()
 	if ev == nil {
 		return
 	}
@@ -66,242 +65,189 @@ func (e events) listen(addr string, summary map[string]string, insecureUpstream 
 	ev.Msg("proxy listening")
 }
 
-type httpRecord struct {
-	conn      connInfo
-	method    string
-	url       string
-	proto     string
-	status    int
-	reqBytes  int64
-	respBytes int64
-	duration  time.Duration
-	err       error
+// Who answered an exchange (flow.Exchange.AnsweredBy).
+const (
+	answeredByDestination = "destination"
+	answeredByProxy       = "proxy"
+)
+
+// exchangeFlow is one exchange's record while it runs. It is nil when no
+// observer listened as the exchange began, and every method is a no-op
+// on nil, so unobserved traffic pays nothing.
+type exchangeFlow struct {
+	bus *flow.Bus
+	rec flow.Exchange
+	// The request body may still be read by the transport's write loop
+	// when the answer is complete, hence the lock on its tap.
+	reqMu   sync.Mutex
+	reqTap  *flow.BodyTap
+	reqEOF  bool
+	reqDone bool
+	respTap *flow.BodyTap
+	// head is when the answer's head was ready.
+	head time.Time
 }
 
-func (e events) http(r httpRecord) {
-	ev := e.log.Info()
-	if r.status >= 500 {
-		ev = e.log.Warn()
+// startExchange publishes the start of an exchange whose request head r
+// has been read; url names its target in events.
+func (s *Server) startExchange(r *http.Request, info connInfo, url string) *exchangeFlow {
+	if !s.flows.Active() {
+		return nil
 	}
-	if ev == nil {
+	x := &exchangeFlow{bus: s.flows, rec: flow.Exchange{
+		ID: s.flows.NextID(), Client: info.flowClient(), Tunnel: info.tunnelFlow, Bumped: info.bumped,
+		Method: r.Method, URL: url, Proto: r.Proto, RequestHeader: requestHead(r), Start: time.Now(),
+	}}
+	if n := s.flows.BodyBytes(); n > 0 {
+		x.reqTap, x.respTap = flow.NewBodyTap(n), flow.NewBodyTap(n)
+	}
+	start := x.rec
+	s.flows.Publish(flow.Record{Kind: flow.KindExchangeStart, Exchange: &start})
+	return x
+}
+
+// requestHead is the request's header as the client sent it: net/http
+// moves Host and Transfer-Encoding out of the map, and the proxy removes
+// hop-by-hop fields from it before forwarding.
+func requestHead(r *http.Request) http.Header {
+	h := r.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	if r.Host != "" {
+		h["Host"] = []string{r.Host}
+	}
+	if len(r.TransferEncoding) > 0 {
+		h["Transfer-Encoding"] = append([]string(nil), r.TransferEncoding...)
+	}
+	return h
+}
+
+// id is the exchange's flow ID, 0 when it is not observed.
+func (x *exchangeFlow) id() flow.ID {
+	if x == nil {
+		return 0
+	}
+	return x.rec.ID
+}
+
+// requestBody notes request body bytes as they are read.
+func (x *exchangeFlow) requestBody(p []byte, eof bool) {
+	if x == nil || x.reqTap == nil {
 		return
 	}
-	ev.Str("event", EventHTTP).Uint64("conn", r.conn.id).Str("client", r.conn.client).
-		Str("method", r.method).Str("url", r.url).Str("proto", r.proto).
-		Int("status", r.status).Int64("req_bytes", r.reqBytes).Int64("resp_bytes", r.respBytes).
-		Float64("duration_ms", ms(r.duration))
-	if r.conn.tunnel != 0 {
-		ev.Uint64("tunnel", r.conn.tunnel)
+	x.reqMu.Lock()
+	if !x.reqDone {
+		_, _ = x.reqTap.Write(p)
+		x.reqEOF = x.reqEOF || eof
 	}
-	if r.err != nil {
-		ev.AnErr("error", r.err)
-	}
-	ev.Send()
+	x.reqMu.Unlock()
 }
 
+// responseHead notes that the answer's head is ready.
+func (x *exchangeFlow) responseHead() {
+	if x != nil && x.head.IsZero() {
+		x.head = time.Now()
+	}
+}
+
+// responseBody notes response body bytes as they are written.
+func (x *exchangeFlow) responseBody(p []byte) {
+	if x != nil {
+		_, _ = x.respTap.Write(p)
+	}
+}
+
+// exchangeEnd is how an exchange ended.
+type exchangeEnd struct {
+	status int
+	// header is the answer's header as the client got it; it is copied.
+	header              http.Header
+	reqBytes, respBytes int64
+	answeredBy          string
+	err                 error
+	// complete is set when the answer's body ended as it should.
+	complete  bool
+	webSocket flow.ID
+}
+
+// finish publishes the complete exchange.
+func (x *exchangeFlow) finish(end exchangeEnd) {
+	if x == nil {
+		return
+	}
+	rec := x.rec
+	rec.Status = end.status
+	rec.ResponseHeader = end.header.Clone()
+	x.reqMu.Lock()
+	x.reqDone = true
+	rec.RequestBody = x.reqTap.Body(end.reqBytes, x.reqEOF)
+	x.reqMu.Unlock()
+	rec.ResponseBody = x.respTap.Body(end.respBytes, end.complete)
+	rec.Duration = time.Since(rec.Start)
+	if !x.head.IsZero() {
+		rec.FirstByte = x.head.Sub(rec.Start)
+	}
+	rec.AnsweredBy = end.answeredBy
+	if end.err != nil {
+		rec.Error = end.err.Error()
+	}
+	rec.WebSocket = end.webSocket
+	x.bus.Publish(flow.Record{Kind: flow.KindExchange, Exchange: &rec})
+}
+
+// tunnelRecord is a tunnel's record while it runs.
 type tunnelRecord struct {
-	conn      connInfo
-	host      string
-	port      uint16
-	mode      string
-	status    int
-	bytesUp   int64
-	bytesDown int64
-	duration  time.Duration
-	err       error
-	// Set for bumped tunnels.
-	sni, tlsVersion, alpn, leaf string
+	flow.Tunnel
+	err error
 }
 
-func (e events) tunnel(r tunnelRecord) {
-	ev := e.log.Info()
-	if r.status != http.StatusOK || r.err != nil {
-		ev = e.log.Warn()
-	}
-	if ev == nil {
+// publishTunnel publishes a tunnel's opening (flow.KindTunnelOpen) or its
+// end (flow.KindTunnel).
+func (s *Server) publishTunnel(kind flow.Kind, rec *tunnelRecord) {
+	if !s.flows.Active() {
 		return
 	}
-	ev.Str("event", EventTunnel).Uint64("conn", r.conn.id).Str("client", r.conn.client).
-		Str("host", r.host).Uint16("port", r.port).Str("mode", r.mode).Int("status", r.status).
-		Int64("bytes_up", r.bytesUp).Int64("bytes_down", r.bytesDown).
-		Float64("duration_ms", ms(r.duration))
-	if r.mode == modeBump {
-		ev.Str("sni", r.sni).Str("tls_version", r.tlsVersion).Str("alpn", r.alpn).Str("leaf", r.leaf)
+	t := rec.Tunnel
+	if kind == flow.KindTunnel {
+		t.Duration = time.Since(t.Start)
+		if rec.err != nil {
+			t.Error = rec.err.Error()
+		}
 	}
-	if r.err != nil {
-		ev.AnErr("error", r.err)
-	}
-	ev.Send()
+	s.flows.Publish(flow.Record{Kind: kind, Tunnel: &t})
 }
 
-func (e events) deny(info connInfo, method, target string, pe *proxyError) {
-	ev := e.log.Warn()
-	if ev == nil {
+// deny publishes a refusal of the exchange or tunnel id.
+func (s *Server) deny(info connInfo, id flow.ID, method, target string, pe *proxyError) {
+	if !s.flows.Active() {
 		return
 	}
 	reason := pe.Reason
 	if reason == "" {
 		reason = pe.Message
 	}
-	ev.Str("event", EventDeny).Uint64("conn", info.id).Str("client", info.client).
-		Str("method", method).Str("target", target).Str("rule", pe.Rule).
-		Str("reason", reason).Int("status", pe.Status).Send()
-}
-
-// ms renders a duration as fractional milliseconds, precise to a microsecond.
-func ms(d time.Duration) float64 {
-	return float64(d.Microseconds()) / 1000
-}
-
-// WebSocket event names.
-const (
-	EventWSOpen    = "ws_open"
-	EventWSMessage = "ws_message"
-	EventWSClose   = "ws_close"
-	EventWSError   = "ws_error"
-)
-
-// wsEvent starts an event about a WebSocket session.
-func (e events) wsEvent(ev *zerolog.Event, name string, sess *wsSession) *zerolog.Event {
-	ev = ev.Str("event", name).Uint64("conn", sess.info.id).Str("client", sess.info.client)
-	if sess.info.tunnel != 0 {
-		ev = ev.Uint64("tunnel", sess.info.tunnel)
+	if id == 0 {
+		id = s.flows.NextID()
 	}
-	return ev
+	s.flows.Publish(flow.Record{Kind: flow.KindDenial, Denial: &flow.Denial{
+		Client: info.flowClient(), Flow: id, Method: method, Target: target,
+		Rule: pe.Rule, Reason: reason, Status: pe.Status, Time: time.Now(),
+	}})
 }
 
-func (e events) wsOpen(sess *wsSession, subprotocol, extensions string, acceptOK bool) {
-	ev := e.log.Info()
-	if ev == nil {
+// fault publishes a fault that acted on the tunnel or session id.
+func (s *Server) fault(info connInfo, id flow.ID, f policy.Fault, from, target, detail string, message int) {
+	if !s.flows.Active() {
 		return
 	}
-	ev = e.wsEvent(ev, EventWSOpen, sess).Str("url", sess.url).Str("path", sess.path).
-		Str("subprotocol", subprotocol).Str("extensions", extensions)
-	if !acceptOK {
-		// The client will judge it; hopscope only says so.
-		ev = ev.Bool("accept_mismatch", true)
-	}
-	ev.Send()
-}
-
-func (e events) wsMessage(sess *wsSession, from string, m *wsframe.Message, action, rule, note string, scratch *[]byte) {
-	mode := sess.srv.opts.WebSocket.Log
-	if mode == WSLogOff {
-		return
-	}
-	ev := e.log.Info()
-	if ev == nil {
-		return
-	}
-	ev = e.wsEvent(ev, EventWSMessage, sess).Str("from", from).Str("type", wsframe.OpName(m.Op)).
-		Int64("len", m.Len).Int64("wire_len", m.WireLen).Int("fragments", m.Fragments).
-		Bool("compressed", m.Compressed).Str("action", action)
-	if m.Truncated {
-		ev = ev.Bool("truncated", true)
-	}
-	if rule != "" {
-		ev = ev.Str("rule", rule)
-	}
-	if note != "" {
-		ev = ev.Str("note", note)
-	}
-	if m.Op == ws.OpClose {
-		ev = ev.Uint16("code", uint16(m.CloseCode)).Str("reason", m.CloseReason)
-	}
-	switch mode {
-	case WSLogPreview:
-		ev = previewField(ev, m, sess.srv.opts.WebSocket.Preview, scratch)
-	case WSLogFull:
-		ev = previewField(ev, m, len(m.Payload), scratch)
-	}
-	ev.Send()
-}
-
-// previewField adds the first n payload bytes: text as UTF-8-safe text
-// (cut on a character boundary, invalid bytes replaced), binary as base64.
-// Neither allocates in the common case: zerolog escapes bytes itself, and
-// base64 is encoded into scratch, which the caller keeps.
-func previewField(ev *zerolog.Event, m *wsframe.Message, n int, scratch *[]byte) *zerolog.Event {
-	p := m.Payload
-	if len(p) > n {
-		p = p[:n]
-	}
-	if m.Op == ws.OpText || m.Op == ws.OpClose {
-		if m.Op == ws.OpClose && len(p) >= 2 {
-			p = p[2:] // the reason; the code has a field of its own
-		}
-		for cut := 0; cut < utf8.UTFMax && len(p) > 0 && !utf8.Valid(p) && len(m.Payload) > len(p); cut++ {
-			p = p[:len(p)-1] // a character cut by the preview length
-		}
-		if utf8.Valid(p) {
-			return ev.Bytes("preview", p)
-		}
-		return ev.Str("preview", strings.ToValidUTF8(string(p), "\uFFFD"))
-	}
-	size := base64.StdEncoding.EncodedLen(len(p))
-	if cap(*scratch) < size {
-		*scratch = make([]byte, size)
-	}
-	out := (*scratch)[:size]
-	base64.StdEncoding.Encode(out, p)
-	return ev.Bytes("preview", out)
-}
-
-func (e events) wsClose(sess *wsSession, fromClient, fromServer *wsDirection) {
-	ev := e.log.Info()
-	sess.mu.Lock()
-	c := sess.close
-	sess.mu.Unlock()
-	if !c.seen {
-		ev = e.log.Warn()
-	}
-	if ev == nil {
-		return
-	}
-	ev = e.wsEvent(ev, EventWSClose, sess).Str("url", sess.url)
-	if c.seen {
-		ev = ev.Uint16("code", uint16(c.code)).Str("reason", c.reason).Str("from", c.from)
-	} else {
-		// No close handshake: the TCP connection just ended (1006).
-		ev = ev.Uint16("code", uint16(ws.StatusAbnormalClosure)).Str("reason", "").Str("from", c.endedBy)
-		if c.endErr != nil {
-			ev = ev.AnErr("error", c.endErr)
-		}
-	}
-	ev.Float64("duration_ms", ms(time.Since(sess.start))).
-		Int64("client_messages", fromClient.messages).Int64("client_bytes", fromClient.wireBytes).
-		Int64("server_messages", fromServer.messages).Int64("server_bytes", fromServer.wireBytes).Send()
-}
-
-// passed counts the wire bytes of the offending message that had gone to
-// the other side before the violation was found.
-func (e events) wsError(sess *wsSession, side string, v *wsframe.Violation, passed int64) {
-	ev := e.log.Warn()
-	if ev == nil {
-		return
-	}
-	e.wsEvent(ev, EventWSError, sess).Str("url", sess.url).Str("side", side).
-		Str("violation", v.Reason).Uint16("code", uint16(v.Code)).Int64("bytes_passed", passed).Send()
-}
-
-// EventFault is written whenever a --fault (or a profile's failure, such as
-// idle-timeout) acts on a connection.
-const EventFault = "fault"
-
-func (e events) fault(info connInfo, f policy.Fault, from, target, detail string, message int) {
-	ev := e.log.Warn()
-	if ev == nil {
-		return
-	}
-	ev = ev.Str("event", EventFault).Uint64("conn", info.id).Str("client", info.client).
-		Str("fault", f.Kind).Str("spec", f.Spec).Str("from", from).Str("target", target).Str("detail", detail)
-	if message > 0 {
-		ev = ev.Int("message", message)
-	}
-	ev.Send()
+	s.flows.Publish(flow.Record{Kind: flow.KindFault, Fault: &flow.Fault{
+		Client: info.flowClient(), Flow: id, Fault: f.Kind, Spec: f.Spec, From: from,
+		Target: target, Detail: detail, Message: message, Time: time.Now(),
+	}})
 }
 
 // profileFault reports a failure a profile causes (idle-timeout, web-filter).
-func (e events) profileFault(info connInfo, kind, target, detail string) {
-	e.fault(info, policy.Fault{Kind: kind, Spec: kind}, "", target, detail, 0)
+func (s *Server) profileFault(info connInfo, id flow.ID, kind, target, detail string) {
+	s.fault(info, id, policy.Fault{Kind: kind, Spec: kind}, "", target, detail, 0)
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hopscope/hopscope/flow"
 	"github.com/hopscope/hopscope/policy"
 )
 
@@ -69,8 +70,9 @@ func (c *idleClock) expired(err error) bool {
 type connFaults struct {
 	srv    *Server
 	info   connInfo
-	target string // host:port or URL, for events
-	closer func() // resets both connections (reset-after)
+	flow   flow.ID // the tunnel or WebSocket session
+	target string  // host:port or URL, for events
+	closer func()  // resets both connections (reset-after)
 
 	mu  sync.Mutex
 	rng *rand.Rand
@@ -79,7 +81,7 @@ type connFaults struct {
 	fired map[string]bool
 }
 
-func (s *Server) newConnFaults(info connInfo, target string, closer func()) *connFaults {
+func (s *Server) newConnFaults(info connInfo, id flow.ID, target string, closer func()) *connFaults {
 	if len(s.opts.Faults) == 0 {
 		return nil
 	}
@@ -87,7 +89,7 @@ func (s *Server) newConnFaults(info connInfo, target string, closer func()) *con
 	if seed == 0 {
 		seed = rand.Uint64()
 	}
-	return &connFaults{srv: s, info: info, target: target, closer: closer,
+	return &connFaults{srv: s, info: info, flow: id, target: target, closer: closer,
 		rng: rand.New(rand.NewPCG(seed, info.id)), fired: map[string]bool{}}
 }
 
@@ -118,7 +120,7 @@ func (c *connFaults) fire(f policy.Fault, from, detail string, message int, once
 			return
 		}
 	}
-	c.srv.events.fault(c.info, f, from, c.target, detail, message)
+	c.srv.fault(c.info, c.flow, f, from, c.target, detail, message)
 }
 
 // byteFaults wraps the writes of one direction (bytes sent by from) with

@@ -18,6 +18,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/hopscope/hopscope/eventlog"
 	"github.com/hopscope/hopscope/policy"
 	"github.com/hopscope/hopscope/proxy"
 )
@@ -79,10 +80,18 @@ func startProxy(t testing.TB, opts *proxy.Options) *proxyFixture {
 // what events() reads (nil when sink keeps nothing).
 func startProxyLogging(t testing.TB, opts *proxy.Options, sink io.Writer, logs *syncBuffer) *proxyFixture {
 	t.Helper()
-	srv, err := proxy.New(opts, zerolog.New(sink).Level(zerolog.InfoLevel).With().Timestamp().Logger())
+	return startProxyWithLog(t, opts, sink, logs, eventlog.Options{})
+}
+
+// startProxyWithLog is startProxyLogging with event log options (--ws-log).
+func startProxyWithLog(t testing.TB, opts *proxy.Options, sink io.Writer, logs *syncBuffer, logOpts eventlog.Options) *proxyFixture {
+	t.Helper()
+	logger := zerolog.New(sink).Level(zerolog.InfoLevel).With().Timestamp().Logger()
+	srv, err := proxy.New(opts, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
+	eventlog.Subscribe(srv.Flows(), logger, logOpts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

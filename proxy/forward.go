@@ -5,29 +5,34 @@ import (
 	"io"
 	"net/http"
 	"sync/atomic"
-	"time"
 
 	"github.com/elazarl/goproxy"
+
+	"github.com/hopscope/hopscope/flow"
 )
 
 // forward sends an absolute-form request through goproxy's forward path and
-// writes the http event when the answer is complete.
+// publishes the exchange when the answer is complete.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, info connInfo) {
-	start := time.Now()
-	body := &countingBody{ReadCloser: r.Body}
+	x := s.startExchange(r, info, r.URL.Redacted())
+	body := &countingBody{ReadCloser: r.Body, flow: x}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = body
 	}
-	cw := &clientWriter{ResponseWriter: w, pool: s.buffers}
+	cw := &clientWriter{ResponseWriter: w, pool: s.buffers, flow: x}
 	if ex := exchangeFrom(r.Context()); ex != nil {
 		ex.writer = cw
 	}
-	// One event per exchange, also when it is aborted (see watchedBody):
+	// One record per exchange, also when it is aborted (see watchedBody):
 	// the panic then goes on to net/http, which closes the connection.
 	defer func() {
 		p := recover()
-		s.events.http(httpRecord{conn: info, method: r.Method, url: r.URL.Redacted(), proto: r.Proto,
-			status: cw.status, reqBytes: body.n.Load(), respBytes: cw.n, duration: time.Since(start), err: cw.upstreamErr})
+		by := answeredByDestination
+		if cw.byProxy {
+			by = answeredByProxy
+		}
+		x.finish(exchangeEnd{status: cw.status, header: cw.Header(), reqBytes: body.n.Load(), respBytes: cw.n,
+			answeredBy: by, err: cw.upstreamErr, complete: p == nil && cw.upstreamErr == nil})
 		if p != nil {
 			panic(p)
 		}
@@ -64,11 +69,13 @@ func (s *Server) finishForward(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 	if resp == nil {
 		target, _ := targetFrom(ctx.Req.Context())
 		pe := classifyUpstreamError(ctx.Error, target.Target())
+		var id flow.ID
 		if ex := exchangeFrom(ctx.Req.Context()); ex != nil && ex.writer != nil {
-			ex.writer.upstreamErr = pe
+			ex.writer.upstreamErr, ex.writer.byProxy = pe, true
+			id = ex.writer.flow.id()
 		}
 		if pe.Status == http.StatusForbidden {
-			s.events.deny(connInfoFrom(ctx.Req.Context()), ctx.Req.Method, ctx.Req.URL.Redacted(), pe)
+			s.deny(connInfoFrom(ctx.Req.Context()), id, ctx.Req.Method, ctx.Req.URL.Redacted(), pe)
 		}
 		return pe.response(ctx.Req, s.opts.Pseudonym)
 	}
@@ -126,10 +133,13 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 type clientWriter struct {
 	http.ResponseWriter
 	pool        *bufferPool
+	flow        *exchangeFlow // nil: not observed
 	status      int
 	n           int64
 	stream      bool
 	upstreamErr error
+	// byProxy is set when hopscope answered for the destination.
+	byProxy bool
 	// contentLength is the destination's Content-Length, restored after
 	// goproxy deleted it; empty when there was none.
 	contentLength string
@@ -146,6 +156,7 @@ func (w *clientWriter) ReadFrom(r io.Reader) (int64, error) {
 func (w *clientWriter) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
+		w.flow.responseHead()
 		if w.contentLength != "" && w.Header().Get("Content-Length") == "" {
 			w.Header().Set("Content-Length", w.contentLength)
 		}
@@ -160,6 +171,7 @@ func (w *clientWriter) Write(p []byte) (int, error) {
 	}
 	n, err := w.ResponseWriter.Write(p)
 	w.n += int64(n)
+	w.flow.responseBody(p[:n])
 	if w.stream && err == nil {
 		err = http.NewResponseController(w.ResponseWriter).Flush()
 	}
@@ -180,11 +192,13 @@ func (w *clientWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // atomic.
 type countingBody struct {
 	io.ReadCloser
-	n atomic.Int64
+	n    atomic.Int64
+	flow *exchangeFlow // nil: not observed
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n.Add(int64(n))
+	b.flow.requestBody(p[:n], err == io.EOF)
 	return n, err
 }

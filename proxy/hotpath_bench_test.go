@@ -3,10 +3,12 @@ package proxy
 import (
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/hopscope/hopscope/eventlog"
 )
 
 // BenchmarkCleanRequestHeaders is the per-request header work: hop-by-hop
@@ -35,20 +37,38 @@ func BenchmarkCleanRequestHeaders(b *testing.B) {
 	}
 }
 
-// BenchmarkHTTPEvent is the cost of one http event at the default level,
-// and of one when the level is off (nothing may be formatted then).
+// BenchmarkHTTPEvent is the publisher's cost of one exchange's records
+// (its start and its end) with the event log observing at the default
+// level, with the level off (nothing may be formatted then), and with no
+// observer at all (nothing may be built then). The log formats on its own
+// goroutine, which the allocation figures include.
 func BenchmarkHTTPEvent(b *testing.B) {
-	rec := httpRecord{conn: connInfo{id: 42, client: "127.0.0.1:50000"}, method: "GET", url: "http://example.com/path?q=1",
-		proto: "HTTP/1.1", status: 200, reqBytes: 0, respBytes: 1234, duration: 1500 * time.Microsecond}
+	r := httptest.NewRequest(http.MethodGet, "http://example.com/path?q=1", nil)
+	r.Header.Set("User-Agent", "bench")
+	r.Header.Set("Accept", "*/*")
+	info := connInfo{id: 42, client: "127.0.0.1:50000"}
+	respHeader := http.Header{"Content-Type": {"text/plain"}, "Content-Length": {"1234"}}
 	for _, tc := range []struct {
-		name  string
-		level zerolog.Level
-	}{{"info", zerolog.InfoLevel}, {"off", zerolog.WarnLevel}} {
+		name     string
+		level    zerolog.Level
+		observed bool
+	}{{"info", zerolog.InfoLevel, true}, {"off", zerolog.WarnLevel, true}, {"unobserved", zerolog.InfoLevel, false}} {
 		b.Run(tc.name, func(b *testing.B) {
-			e := events{log: zerolog.New(io.Discard).Level(tc.level).With().Timestamp().Logger()}
+			logger := zerolog.New(io.Discard).Level(tc.level).With().Timestamp().Logger()
+			srv, err := New(nil, logger)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if tc.observed {
+				eventlog.Subscribe(srv.Flows(), logger, eventlog.Options{})
+			}
+			b.Cleanup(srv.Flows().Close)
 			b.ReportAllocs()
 			for b.Loop() {
-				e.http(rec)
+				x := srv.startExchange(r, info, "http://example.com/path?q=1")
+				x.responseHead()
+				x.finish(exchangeEnd{status: 200, header: respHeader, respBytes: 1234,
+					answeredBy: answeredByDestination, complete: true})
 			}
 		})
 	}

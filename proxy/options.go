@@ -162,27 +162,16 @@ func (o *Options) withDefaults() Options {
 	return out
 }
 
-// WebSocket log levels (--ws-log).
-const (
-	WSLogOff     = "off"     // no ws_message events
-	WSLogMeta    = "meta"    // ws_message without payload
-	WSLogPreview = "preview" // with the first Preview bytes
-	WSLogFull    = "full"    // with the whole inspected payload
-)
-
 // WebSocketOptions configure the WebSocket relay.
 type WebSocketOptions struct {
 	// Rules drop, close on, or rewrite messages. Rules that can change
 	// messages make the relay hold each message until it is complete.
 	Rules policy.WSRules
 	// InspectLimit is how much of each message is kept for inspection,
-	// rules and previews; longer messages are relayed and logged as
-	// truncated. Default 1 MiB; negative: nothing kept.
+	// rules and the payloads observers see; longer messages are relayed
+	// and published as truncated. Default 1 MiB; negative: nothing kept.
+	// (How much of a payload the event log shows is eventlog.Options.)
 	InspectLimit int
-	// Preview is how many payload bytes ws_message shows. Default 256.
-	Preview int
-	// Log is WSLogOff, WSLogMeta, WSLogPreview (default) or WSLogFull.
-	Log string
 	// MaxMessage closes a connection whose peer sends a bigger message,
 	// with code 1009. 0: no limit.
 	MaxMessage int64
@@ -194,12 +183,6 @@ func (o WebSocketOptions) withDefaults() WebSocketOptions {
 		o.InspectLimit = 1 << 20
 	case o.InspectLimit < 0:
 		o.InspectLimit = 0
-	}
-	if o.Preview == 0 {
-		o.Preview = 256
-	}
-	if o.Log == "" {
-		o.Log = WSLogPreview
 	}
 	return o
 }

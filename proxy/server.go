@@ -1,7 +1,9 @@
 // Package proxy is hopscope's HTTP forward proxy: it accepts client
 // connections, asks the policy about every request and tunnel, forwards
-// plain HTTP, splices CONNECT tunnels and writes one event per exchange.
-// It is the only package that uses goproxy, which it drives through its
+// plain HTTP, splices CONNECT tunnels and publishes a flow record (package
+// flow) for every exchange, tunnel, denial, fault and WebSocket message to
+// the bus Flows returns; the event log is one observer of it (package
+// eventlog). It is the only package that uses goproxy, which it drives through its
 // request, response and CONNECT hooks; everything goproxy gets wrong for a
 // faithful proxy (hop-by-hop headers, streaming, errors, buffered bytes on
 // hijack) is done here instead.
@@ -23,14 +25,17 @@ import (
 	"github.com/elazarl/goproxy"
 	"github.com/rs/zerolog"
 
+	"github.com/hopscope/hopscope/flow"
 	"github.com/hopscope/hopscope/policy"
 	"github.com/hopscope/hopscope/proxy/wsframe"
 )
 
 // Server is a running proxy. Create it with New and start it with Serve.
 type Server struct {
-	opts      Options
-	events    events
+	opts Options
+	// log takes diagnostics and the listen event; flows take the rest.
+	log       zerolog.Logger
+	flows     *flow.Bus
 	dialer    *dialer
 	transport *http.Transport
 	goproxy   *goproxy.ProxyHttpServer
@@ -46,14 +51,16 @@ type Server struct {
 	tunnelAct  *goproxy.ConnectAction
 }
 
-// New builds a proxy from opts (nil for all defaults). Events and
-// diagnostics go to log.
+// New builds a proxy from opts (nil for all defaults). The listen event
+// and diagnostics go to log; flow records go to the bus Flows returns,
+// which has no observer until one subscribes (see package eventlog for
+// the event log).
 func New(opts *Options, log zerolog.Logger) (*Server, error) {
 	o := opts.withDefaults()
 	if o.UpstreamProxy != nil && o.UpstreamProxy.Scheme != "http" {
 		return nil, fmt.Errorf("upstream proxy %s: only http:// parent proxies are supported", o.UpstreamProxy.Redacted())
 	}
-	s := &Server{opts: o, events: events{log: log}, buffers: newBufferPool(), wsPool: wsframe.NewPool()}
+	s := &Server{opts: o, log: log, flows: flow.NewBus(), buffers: newBufferPool(), wsPool: wsframe.NewPool()}
 	s.via = newViaCache(s.viaName())
 	s.dialer = newDialer(o.Policy, o.DialTimeout, o.Resolver, o.UpstreamProxy)
 	s.transport = &http.Transport{
@@ -131,7 +138,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.opts.CA != nil {
 		fingerprint = s.opts.CA.Fingerprint()
 	}
-	s.events.listen(ln.Addr().String(), s.opts.Policy.Summary(), s.opts.UpstreamTLS.InsecureSkipVerify, redactedURL(s.opts.UpstreamProxy), fingerprint)
+	s.logListen(ln.Addr().String(), s.opts.Policy.Summary(), s.opts.UpstreamTLS.InsecureSkipVerify, redactedURL(s.opts.UpstreamProxy), fingerprint)
 	return s.http.Serve(ln)
 }
 
@@ -143,7 +150,8 @@ func redactedURL(u *url.URL) string {
 }
 
 // Shutdown stops accepting connections and waits, until ctx is done, for
-// in-flight exchanges and tunnels to finish; then it closes what is left.
+// in-flight exchanges and tunnels to finish; then it closes what is left,
+// and last the flow bus, once observers have seen every record.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
 	if err != nil {
@@ -159,6 +167,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.upstream != nil {
 		s.upstream.closeIdle()
 	}
+	s.flows.Close()
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("shutting down the proxy: %w", err)
 	}
@@ -339,10 +348,9 @@ func requestTarget(r *http.Request) (policy.Request, *proxyError) {
 	return policy.Request{Kind: policy.Forward, Host: host, Port: port}, nil
 }
 
-// refuse answers with pe, logs a deny event and, for non-CONNECT requests,
-// the http event too.
+// refuse answers with pe and publishes the denial and, for requests other
+// than a CONNECT to the proxy, the exchange too.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, info connInfo, pe *proxyError) {
-	start := time.Now()
 	target := r.URL.Host
 	if r.Method != http.MethodConnect {
 		target = r.URL.Redacted()
@@ -350,7 +358,11 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, info connInfo, p
 			target = r.Host + r.URL.RequestURI()
 		}
 	}
-	s.events.deny(info, r.Method, target, pe)
+	var x *exchangeFlow
+	if r.Method != http.MethodConnect || info.tunnel != 0 {
+		x = s.startExchange(r, info, target)
+	}
+	s.deny(info, x.id(), r.Method, target, pe)
 	if r.Method == http.MethodConnect && pe.Status != http.StatusProxyAuthRequired {
 		// Nothing more can happen on this connection. After a 407 the
 		// client may retry with credentials on the same one, as curl does.
@@ -361,10 +373,9 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, info connInfo, p
 	} else {
 		pe.writeTo(w, s.opts.Pseudonym)
 	}
-	if r.Method != http.MethodConnect || info.tunnel != 0 {
-		s.events.http(httpRecord{conn: info, method: r.Method, url: target, proto: r.Proto,
-			status: pe.Status, respBytes: int64(len(pe.body())), duration: time.Since(start)})
-	}
+	x.responseHead()
+	x.finish(exchangeEnd{status: pe.Status, header: w.Header(), respBytes: int64(len(pe.body())),
+		answeredBy: answeredByProxy, complete: true})
 }
 
 // serveInfo answers requests addressed to the proxy itself (origin form).

@@ -14,6 +14,7 @@ import (
 
 	"github.com/elazarl/goproxy"
 
+	"github.com/hopscope/hopscope/flow"
 	"github.com/hopscope/hopscope/mitm"
 	"github.com/hopscope/hopscope/policy"
 )
@@ -66,50 +67,57 @@ func (f connectFront) failed(client net.Conn, pe *proxyError) error {
 // handler returns, which would cost every idle tunnel 8 KiB or more.
 func (s *Server) openTunnel(ctx context.Context, client net.Conn, target policy.Request, info connInfo, front tunnelFront) {
 	start := time.Now()
-	rec := &tunnelRecord{conn: info, host: target.Host, port: target.Port, mode: modeSplice}
+	// The tunnel's ID is taken even when nobody observes (an atomic add),
+	// so the exchanges inside it always name their tunnel.
+	rec := &tunnelRecord{Tunnel: flow.Tunnel{ID: s.flows.NextID(), Client: info.flowClient(),
+		Host: target.Host, Port: target.Port, Mode: modeSplice, Start: start}}
 
 	upstream, err := s.dialer.dialTunnel(ctx, target.Target())
 	if err != nil {
 		pe := classifyUpstreamError(err, target.Target())
 		if pe.Status == http.StatusForbidden {
-			s.events.deny(info, http.MethodConnect, target.Target(), pe)
+			s.deny(info, rec.ID, http.MethodConnect, target.Target(), pe)
 		}
 		_ = front.failed(client, pe)
 		client.Close()
-		rec.status, rec.err, rec.duration = pe.Status, pe, time.Since(start)
-		s.events.tunnel(*rec)
+		rec.Status, rec.err = pe.Status, pe
+		s.publishTunnel(flow.KindTunnel, rec)
 		return
 	}
 	primed := &primedConn{conn: upstream, target: target}
 	if err := front.established(client, upstream); err != nil {
 		client.Close()
 		primed.closeUnlessTaken()
-		rec.status, rec.err, rec.duration = http.StatusOK, fmt.Errorf("telling the client its tunnel is open: %w", err), time.Since(start)
-		s.events.tunnel(*rec)
+		rec.Status, rec.err = http.StatusOK, fmt.Errorf("telling the client its tunnel is open: %w", err)
+		s.publishTunnel(flow.KindTunnel, rec)
 		return
 	}
-	rec.status = http.StatusOK
+	rec.Status = http.StatusOK
 	if !s.hijacked.add(client, upstream) {
 		client.Close()
 		primed.closeUnlessTaken()
 		return // shutting down
 	}
-	// finish runs once, from whichever goroutine sees the tunnel end.
+	// finish runs once, from whichever goroutine sees the tunnel end. The
+	// record goes out before the tunnel leaves the hijacked set, so a
+	// Shutdown waiting for that set closes the bus after it.
 	finish := func() {
-		s.hijacked.remove(client, upstream)
 		primed.closeUnlessTaken()
 		client.Close()
-		rec.duration = time.Since(start)
-		s.events.tunnel(*rec)
+		s.publishTunnel(flow.KindTunnel, rec)
+		s.hijacked.remove(client, upstream)
 	}
+	// The tunnel counts as open once its mode is known (after the TLS
+	// handshake, for a bumped one).
 	splice := func(client, upstream net.Conn) {
+		s.publishTunnel(flow.KindTunnelOpen, rec)
 		go func() {
 			idle := newIdleClock(s.opts.TunnelIdleTimeout)
-			faults := s.newConnFaults(info, target.Target(), resetBoth(client, upstream))
-			rec.bytesUp, rec.bytesDown, rec.err = relayBytes(client, upstream, s.buffers, idle, faults)
+			faults := s.newConnFaults(info, rec.ID, target.Target(), resetBoth(client, upstream))
+			rec.BytesUp, rec.BytesDown, rec.err = relayBytes(client, upstream, s.buffers, idle, faults)
 			var idleErr errIdle
 			if errors.As(rec.err, &idleErr) {
-				s.events.profileFault(info, "idle-timeout", target.Target(), idleErr.Error())
+				s.profileFault(info, rec.ID, "idle-timeout", target.Target(), idleErr.Error())
 			}
 			finish()
 		}()
@@ -120,30 +128,32 @@ func (s *Server) openTunnel(ctx context.Context, client net.Conn, target policy.
 	}
 	first := sniffTunnel(client, upstream)
 	primed.conn = first.upstream
-	t := tunnelInfo{id: info.id, target: target, primed: primed}
+	t := tunnelInfo{id: info.id, flow: rec.ID, target: target, primed: primed}
 	switch {
 	case first.err != nil:
 		// The client closed without a byte: an empty tunnel, not an error.
 		finish()
 	case first.tls && s.opts.Issuer != nil && s.opts.Policy.Bump.BumpTLS(target.Host, target.Port):
-		rec.mode, t.scheme = modeBump, "https"
+		rec.Mode, t.scheme = modeBump, "https"
 		counted := &countingConn{Conn: first.client}
 		conn, err := s.bump(ctx, counted, target, rec)
 		if err != nil {
 			rec.err = err
-			rec.bytesUp, rec.bytesDown = counted.read.Load(), counted.written.Load()
+			rec.BytesUp, rec.BytesDown = counted.read.Load(), counted.written.Load()
 			finish()
 			return
 		}
+		s.publishTunnel(flow.KindTunnelOpen, rec)
 		s.serveInner(conn, t, func() {
-			rec.bytesUp, rec.bytesDown = counted.read.Load(), counted.written.Load()
+			rec.BytesUp, rec.BytesDown = counted.read.Load(), counted.written.Load()
 			finish()
 		})
 	case first.http:
-		rec.mode, t.scheme = modeHTTP, "http"
+		rec.Mode, t.scheme = modeHTTP, "http"
 		counted := &countingConn{Conn: first.client}
+		s.publishTunnel(flow.KindTunnelOpen, rec)
 		s.serveInner(counted, t, func() {
-			rec.bytesUp, rec.bytesDown = counted.read.Load(), counted.written.Load()
+			rec.BytesUp, rec.BytesDown = counted.read.Load(), counted.written.Load()
 			finish()
 		})
 	default:
@@ -161,21 +171,22 @@ func (s *Server) bump(ctx context.Context, client net.Conn, target policy.Reques
 	hsCtx, cancel := context.WithTimeout(ctx, s.opts.ReadHeaderTimeout)
 	err := conn.HandshakeContext(hsCtx)
 	cancel()
-	rec.leaf = "cached"
+	rec.Leaf = "cached"
 	if leaf.Minted {
-		rec.leaf = "minted"
+		rec.Leaf = "minted"
 	}
 	if err != nil {
 		return nil, fmt.Errorf("TLS handshake with the client failed (a client that does not trust hopscope's CA says so here; see `hopscope ca install`): %w", err)
 	}
 	state := conn.ConnectionState()
-	rec.sni, rec.tlsVersion, rec.alpn = state.ServerName, tls.VersionName(state.Version), state.NegotiatedProtocol
+	rec.SNI, rec.TLSVersion, rec.ALPN = state.ServerName, tls.VersionName(state.Version), state.NegotiatedProtocol
 	return conn, nil
 }
 
 // tunnelInfo describes the tunnel an inner request arrived through.
 type tunnelInfo struct {
 	id     uint64
+	flow   flow.ID
 	scheme string // "https" for bumped tunnels, "http" for plaintext ones
 	target policy.Request
 	primed *primedConn
@@ -193,13 +204,13 @@ func tunnelFrom(ctx context.Context) (tunnelInfo, bool) {
 // It returns at once; onDone runs when the connection is closed, by
 // net/http or, after a WebSocket upgrade, by the relay.
 func (s *Server) serveInner(conn net.Conn, t tunnelInfo, onDone func()) {
-	outer := connInfo{id: t.id, tunnel: t.id}
+	outer := connInfo{id: t.id, tunnel: t.id, tunnelFlow: t.flow, bumped: t.scheme == "https"}
 	srv := &http.Server{
 		Handler:           http.HandlerFunc(s.serveInTunnel),
 		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
 		IdleTimeout:       s.opts.IdleTimeout,
 		MaxHeaderBytes:    s.opts.MaxHeaderBytes,
-		ErrorLog:          goproxyLogger{s.events.log}.std(),
+		ErrorLog:          goproxyLogger{s.log}.std(),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			outer.client = c.RemoteAddr().String()
 			ctx = context.WithValue(ctx, connInfoKey{}, outer)

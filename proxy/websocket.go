@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/hopscope/hopscope/flow"
 	"github.com/hopscope/hopscope/policy"
 )
 
@@ -46,21 +47,22 @@ func wsPath(info connInfo, scheme string) string {
 // again, answers a non-101 as an ordinary response, and on 101 relays the
 // connection frame by frame.
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, info connInfo) {
-	start := time.Now()
 	target, _ := targetFrom(r.Context())
-	rec := httpRecord{conn: info, method: r.Method, url: r.URL.Redacted(), proto: r.Proto}
-	logged := false
-	logHTTP := func() {
-		if !logged {
-			logged = true
-			rec.duration = time.Since(start)
-			s.events.http(rec)
+	x := s.startExchange(r, info, r.URL.Redacted())
+	end := exchangeEnd{answeredBy: answeredByDestination}
+	published := false
+	publish := func() {
+		if !published {
+			published = true
+			x.finish(end)
 		}
 	}
-	defer logHTTP()
+	defer publish()
 	fail := func(pe *proxyError) {
+		x.responseHead()
 		pe.writeTo(w, s.opts.Pseudonym)
-		rec.status, rec.err = pe.Status, pe
+		end = exchangeEnd{status: pe.Status, header: w.Header(), respBytes: int64(len(pe.body())),
+			answeredBy: answeredByProxy, err: pe, complete: true}
 	}
 
 	out := s.upgradeRequest(r)
@@ -68,7 +70,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, info con
 	if err != nil {
 		pe := classifyUpstreamError(err, target.Target())
 		if pe.Status == http.StatusForbidden {
-			s.events.deny(info, r.Method, r.URL.Redacted(), pe)
+			s.deny(info, x.id(), r.Method, r.URL.Redacted(), pe)
 		}
 		fail(pe)
 		return
@@ -79,9 +81,11 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, info con
 		fail(classifyUpstreamError(err, target.Target()))
 		return
 	}
+	x.responseHead()
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		defer upstream.Close()
-		rec.status, rec.respBytes, rec.err = s.passResponse(w, resp)
+		end.status, end.respBytes, end.err = s.passResponse(w, resp, x)
+		end.header, end.complete = w.Header(), end.err == nil
 		return
 	}
 	if !httpguts.HeaderValuesContainsToken(resp.Header["Upgrade"], "websocket") ||
@@ -119,32 +123,47 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, info con
 			Message: "hopscope could not take over the client connection for the WebSocket"})
 		return
 	}
+	end.header = hdr
 	if err := writeSwitchingProtocols(brw.Writer, hdr); err != nil {
 		client.Close()
 		upstream.Close()
-		rec.status, rec.err = http.StatusSwitchingProtocols, fmt.Errorf("writing the 101 to the client: %w", err)
+		end.status, end.err = http.StatusSwitchingProtocols, fmt.Errorf("writing the 101 to the client: %w", err)
 		return
 	}
-	rec.status = http.StatusSwitchingProtocols
-	logHTTP()
+	// The session's ID is taken even when nobody observes (an atomic add),
+	// so that its messages always name it.
+	id := s.flows.NextID()
+	end.status, end.complete, end.webSocket = http.StatusSwitchingProtocols, true, id
+	publish()
 	_ = upstream.SetDeadline(time.Time{}) // the handshake's deadline ends with it
 
+	wsURL := websocketURL(r.URL)
 	sess := &wsSession{
 		srv:      s,
+		id:       id,
 		info:     info,
-		url:      websocketURL(r.URL),
+		url:      wsURL,
 		path:     wsPath(info, r.URL.Scheme),
 		neg:      neg,
 		start:    time.Now(),
 		client:   &wsPeer{conn: client},
 		upstream: &wsPeer{conn: upstream},
 		idle:     newIdleClock(s.opts.TunnelIdleTimeout),
-		faults:   s.newConnFaults(info, websocketURL(r.URL), resetBoth(client, upstream)),
+		faults:   s.newConnFaults(info, id, wsURL, resetBoth(client, upstream)),
 		// The web filter holds the client's bytes after the upgrade.
 		swallowClient: s.opts.WebFilter,
 	}
-	acceptOK := resp.Header.Get("Sec-WebSocket-Accept") == acceptKey(r.Header.Get("Sec-WebSocket-Key"))
-	s.events.wsOpen(sess, resp.Header.Get("Sec-WebSocket-Protocol"), hdr.Get("Sec-WebSocket-Extensions"), acceptOK)
+	sess.opened = flow.WSSession{
+		ID: id, Client: info.flowClient(), Exchange: x.id(), Tunnel: info.tunnelFlow,
+		URL: wsURL, Path: sess.path, Start: sess.start,
+		Subprotocol:    resp.Header.Get("Sec-WebSocket-Protocol"),
+		Extensions:     hdr.Get("Sec-WebSocket-Extensions"),
+		AcceptMismatch: resp.Header.Get("Sec-WebSocket-Accept") != acceptKey(r.Header.Get("Sec-WebSocket-Key")),
+	}
+	if s.flows.Active() {
+		open := sess.opened
+		s.flows.Publish(flow.Record{Kind: flow.KindWSOpen, Session: &open})
+	}
 	if !s.hijacked.add(client, upstream) {
 		client.Close()
 		upstream.Close()
@@ -162,7 +181,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, info con
 
 // passResponse relays a non-101 answer to an upgrade request as an
 // ordinary response.
-func (s *Server) passResponse(w http.ResponseWriter, resp *http.Response) (int, int64, error) {
+func (s *Server) passResponse(w http.ResponseWriter, resp *http.Response, x *exchangeFlow) (int, int64, error) {
 	defer resp.Body.Close()
 	removeHopByHopHeaders(resp.Header)
 	s.markResponse(resp.Header, resp.ProtoMajor, resp.ProtoMinor)
@@ -170,7 +189,11 @@ func (s *Server) passResponse(w http.ResponseWriter, resp *http.Response) (int, 
 		w.Header()[k] = v
 	}
 	w.WriteHeader(resp.StatusCode)
-	n, err := io.Copy(w, resp.Body)
+	var body io.Reader = resp.Body
+	if x != nil && x.respTap != nil {
+		body = io.TeeReader(resp.Body, x.respTap)
+	}
+	n, err := io.Copy(w, body)
 	return resp.StatusCode, n, err
 }
 

@@ -7,11 +7,13 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 
+	"github.com/hopscope/hopscope/flow"
 	"github.com/hopscope/hopscope/policy"
 	"github.com/hopscope/hopscope/proxy/wsframe"
 )
@@ -58,7 +60,12 @@ func (p *wsPeer) sendClose(frame []byte) {
 
 // wsSession is one relayed WebSocket.
 type wsSession struct {
-	srv      *Server
+	srv *Server
+	id  flow.ID
+	// opened is the session's record as it opened; its close record
+	// starts from a copy.
+	opened   flow.WSSession
+	seq      atomic.Uint64 // messages seen, both directions
 	info     connInfo
 	url      string
 	path     string
@@ -77,7 +84,7 @@ type wsSession struct {
 	close     closeRecord
 }
 
-// closeRecord is what ws_close reports.
+// closeRecord is how the session closed.
 type closeRecord struct {
 	seen   bool
 	code   ws.StatusCode
@@ -111,7 +118,33 @@ func (sess *wsSession) run(clientPrefix, upstreamPrefix []byte) {
 	}
 	wg.Wait()
 	sess.closeOnce.Do(sess.closeConns) // also when neither direction ran
-	sess.srv.events.wsClose(sess, fromClient, fromServer)
+	sess.publishClose(fromClient, fromServer)
+}
+
+// publishClose publishes the session's end, once both directions are done.
+func (sess *wsSession) publishClose(fromClient, fromServer *wsDirection) {
+	bus := sess.srv.flows
+	if !bus.Active() {
+		return
+	}
+	sess.mu.Lock()
+	c := sess.close
+	sess.mu.Unlock()
+	rec := sess.opened
+	rec.CloseHandshake = c.seen
+	if c.seen {
+		rec.Code, rec.Reason, rec.ClosedBy = uint16(c.code), c.reason, c.from
+	} else {
+		// No close handshake: the TCP connection just ended (1006).
+		rec.Code, rec.ClosedBy = uint16(ws.StatusAbnormalClosure), c.endedBy
+		if c.endErr != nil {
+			rec.Error = c.endErr.Error()
+		}
+	}
+	rec.Duration = time.Since(sess.start)
+	rec.ClientMessages, rec.ClientBytes = fromClient.messages, fromClient.wireBytes
+	rec.ServerMessages, rec.ServerBytes = fromServer.messages, fromServer.wireBytes
+	bus.Publish(flow.Record{Kind: flow.KindWSClose, Session: &rec})
 }
 
 func (sess *wsSession) direction(from wsframe.Side, src, dst *wsPeer, takeover bool) *wsDirection {
@@ -143,7 +176,7 @@ func (sess *wsSession) direction(from wsframe.Side, src, dst *wsPeer, takeover b
 // proxy that buffers the bytes after an upgrade as if they were a request
 // body.
 func (sess *wsSession) swallow(d *wsDirection, prefix []byte) error {
-	sess.srv.events.profileFault(sess.info, "web-filter", sess.url,
+	sess.srv.profileFault(sess.info, sess.id, "web-filter", sess.url,
 		"holding the client's bytes after the upgrade like a request body: the server receives no message")
 	d.wireBytes += int64(len(prefix))
 	n, err := copyConn(io.Discard, d.src.conn, sess.srv.buffers, sess.idle)
@@ -163,7 +196,7 @@ func (sess *wsSession) ended(from wsframe.Side, err error) {
 		sess.close.endedBy = from.String()
 		var idle errIdle
 		if errors.As(err, &idle) {
-			sess.srv.events.profileFault(sess.info, "idle-timeout", sess.url, idle.Error())
+			sess.srv.profileFault(sess.info, sess.id, "idle-timeout", sess.url, idle.Error())
 		}
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errClosedByProxy) {
 			sess.close.endErr = err
@@ -227,7 +260,9 @@ type wsDirection struct {
 	ctrlN    int
 
 	messages, wireBytes int64
-	preview             []byte // scratch for base64 previews, reused per message
+	// slab holds the payload copies made for observers, so that copying
+	// them costs an allocation per block, not per message.
+	slab flow.Slab
 }
 
 func (d *wsDirection) run(prefix []byte) error {
@@ -304,7 +339,20 @@ func (d *wsDirection) violation(v *wsframe.Violation) {
 	if v.InFrame && d.ctrl || !v.InFrame && !d.parser.InMessage() {
 		passed = 0 // a control frame, or the header of a new message
 	}
-	d.sess.srv.events.wsError(d.sess, d.from.String(), v, passed)
+	if bus := d.sess.srv.flows; bus.Active() {
+		bus.Publish(flow.Record{Kind: flow.KindWSViolation, Violation: &flow.WSViolation{
+			Session: d.sess.id, Client: d.sess.info.flowClient(), Tunnel: d.sess.info.tunnelFlow,
+			URL: d.sess.url, Side: flowSide(d.from), Violation: v.Reason, Code: uint16(v.Code),
+			BytesPassed: passed, Time: time.Now(),
+		}})
+	}
+}
+
+func flowSide(s wsframe.Side) flow.Side {
+	if s == wsframe.Client {
+		return flow.FromClient
+	}
+	return flow.FromServer
 }
 
 // Header implements wsframe.Sink.
@@ -422,7 +470,7 @@ func (d *wsDirection) releaseHeld() {
 }
 
 // Message implements wsframe.Sink: it applies the rules, passes on, drops
-// or rewrites the message, and logs it.
+// or rewrites the message, and publishes it.
 func (d *wsDirection) Message(m *wsframe.Message) error {
 	d.messages++
 	d.wireBytes += m.WireLen
@@ -465,7 +513,11 @@ func (d *wsDirection) Message(m *wsframe.Message) error {
 			action, note = policy.WSDrop, "fault "+verdict.fault
 		}
 	}
-	d.sess.srv.events.wsMessage(d.sess, from, m, action, ruleName, note, &d.preview)
+	var replacement []byte
+	if action == policy.WSRewrite {
+		replacement = rule.Rewrite(m.Payload)
+	}
+	d.publish(m, action, ruleName, note, replacement)
 
 	if !m.Op.IsControl() {
 		// The data message is done. A control frame between fragments
@@ -484,7 +536,7 @@ func (d *wsDirection) Message(m *wsframe.Message) error {
 		if err := d.flush(); err != nil {
 			return err
 		}
-		return d.write(dataFrame(m.Op, rule.Rewrite(m.Payload), d.from == wsframe.Client))
+		return d.write(dataFrame(m.Op, replacement, d.from == wsframe.Client))
 	case policy.WSClose:
 		if err := d.flush(); err != nil {
 			return err
@@ -513,6 +565,30 @@ func (d *wsDirection) Message(m *wsframe.Message) error {
 		return errClosedByProxy
 	}
 	return nil
+}
+
+// publish hands the message's record to the flow bus. It allocates
+// nothing unless an observer wants payloads, and then once per slab.
+func (d *wsDirection) publish(m *wsframe.Message, action, rule, note string, replacement []byte) {
+	bus := d.sess.srv.flows
+	if !bus.Active() {
+		d.sess.seq.Add(1)
+		return
+	}
+	rec := flow.WSMessage{
+		Session: d.sess.id, Client: d.sess.info.flowClient(), Tunnel: d.sess.info.tunnelFlow,
+		Seq: d.sess.seq.Add(1), Time: time.Now(), From: flowSide(d.from), Opcode: flow.Opcode(m.Op),
+		Len: m.Len, WireLen: m.WireLen, PayloadLen: m.PayloadLen, Fragments: m.Fragments,
+		Compressed: m.Compressed, Truncated: m.Truncated, Action: action, Rule: rule, Note: note,
+	}
+	if m.Op == ws.OpClose {
+		rec.CloseCode, rec.CloseReason = uint16(m.CloseCode), m.CloseReason
+	}
+	if n := bus.PayloadBytes(); n > 0 {
+		rec.Payload = d.slab.Copy(m.Payload, n)
+		rec.Replacement = d.slab.Copy(replacement, n)
+	}
+	bus.Publish(flow.Record{Kind: flow.KindWSMessage, Message: rec})
 }
 
 // passHeld passes on a held message, twice when duplicate is set.

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hopscope/hopscope/config"
+	"github.com/hopscope/hopscope/eventlog"
 	"github.com/hopscope/hopscope/proxy"
 )
 
@@ -61,6 +62,10 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	logOpts, err := cfg.EventLogOptions()
+	if err != nil {
+		return err
+	}
 	logger, closeLog, err := newLogger(cfg, stderr)
 	if err != nil {
 		return err
@@ -74,6 +79,10 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The event log is an observer of the proxy's flows; Shutdown closes
+	// the bus after the last exchange, and the log has written it all when
+	// Shutdown returns.
+	eventlog.Subscribe(srv.Flows(), logger, logOpts)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)

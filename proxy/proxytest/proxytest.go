@@ -31,6 +31,7 @@ import (
 
 	"github.com/hopscope/hopscope/certs"
 	"github.com/hopscope/hopscope/config"
+	"github.com/hopscope/hopscope/eventlog"
 	"github.com/hopscope/hopscope/mitm"
 	"github.com/hopscope/hopscope/policy"
 	"github.com/hopscope/hopscope/proxy"
@@ -159,11 +160,17 @@ func Start(t TB, opts ...Option) *Server {
 	if popts.CA == nil {
 		popts.CA, popts.Issuer = ca, mitm.NewIssuer(ca, mitm.IssuerOptions{})
 	}
-	log := &eventLog{}
-	srv, err := proxy.New(popts, zerolog.New(log).With().Timestamp().Logger())
+	logOpts, err := s.cfg.EventLogOptions()
 	if err != nil {
 		t.Fatalf("proxytest: %v", err)
 	}
+	log := &eventLog{}
+	logger := zerolog.New(log).With().Timestamp().Logger()
+	srv, err := proxy.New(popts, logger)
+	if err != nil {
+		t.Fatalf("proxytest: %v", err)
+	}
+	eventlog.Subscribe(srv.Flows(), logger, logOpts)
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		t.Fatalf("proxytest: %v", err)
@@ -334,24 +341,24 @@ func Named(name string) func(Event) bool {
 // preview contains text.
 func IsMessage(from, text string) func(Event) bool {
 	return func(e Event) bool {
-		return e.Name == proxy.EventWSMessage && e.Str("from") == from && strings.Contains(e.Str("preview"), text)
+		return e.Name == eventlog.EventWSMessage && e.Str("from") == from && strings.Contains(e.Str("preview"), text)
 	}
 }
 
 // IsClose matches the end of a WebSocket with this close code.
 func IsClose(code int) func(Event) bool {
-	return func(e Event) bool { return e.Name == proxy.EventWSClose && e.Int("code") == int64(code) }
+	return func(e Event) bool { return e.Name == eventlog.EventWSClose && e.Int("code") == int64(code) }
 }
 
 // IsDenial matches a refusal of target (host:port, or a URL for plain
 // requests).
 func IsDenial(target string) func(Event) bool {
-	return func(e Event) bool { return e.Name == proxy.EventDeny && e.Str("target") == target }
+	return func(e Event) bool { return e.Name == eventlog.EventDeny && e.Str("target") == target }
 }
 
 // IsFault matches a fault of this kind acting.
 func IsFault(kind string) func(Event) bool {
-	return func(e Event) bool { return e.Name == proxy.EventFault && e.Str("fault") == kind }
+	return func(e Event) bool { return e.Name == eventlog.EventFault && e.Str("fault") == kind }
 }
 
 // eventLog collects the proxy's JSON event lines.
