@@ -65,7 +65,7 @@ func TestStoreKeepsEveryKindOfFlow(t *testing.T) {
 	// The session's ID finds the same flow as its exchange's.
 	byEx, ok1 := st.Get(ws.ex.ID)
 	bySess, ok2 := st.Get(ws.ss.ID)
-	if !ok1 || !ok2 || byEx.ID != bySess.ID || byEx.Session == nil || len(byEx.Faults) != 1 {
+	if !ok1 || !ok2 || byEx.ID != bySess.ID || byEx.SessionRecord == nil || len(byEx.FaultRecords) != 1 {
 		t.Fatalf("Get by exchange (%v) and by session (%v) differ or lack parts: %+v", ok1, ok2, byEx)
 	}
 	msgs, ok, err := st.Messages(ws.ss.ID, MessageQuery{})
@@ -79,8 +79,8 @@ func TestStoreKeepsEveryKindOfFlow(t *testing.T) {
 	// Closing ends the flow; its duration runs to the close.
 	publish(t, st, ws.close(1000), bumpEnd)
 	f, _ := st.Get(ws.ex.ID)
-	if f.Open || f.Session.Code != 1000 || f.Duration < time.Second {
-		t.Errorf("after close: open=%v code=%d duration=%v", f.Open, f.Session.Code, f.Duration)
+	if f.Open || f.SessionRecord.Code != 1000 || f.Duration < time.Second {
+		t.Errorf("after close: open=%v code=%d duration=%v", f.Open, f.SessionRecord.Code, f.Duration)
 	}
 	if got := listFlows(t, st, "~open").Flows; len(got) != 0 {
 		t.Errorf("~open after every close matches %d flows", len(got))

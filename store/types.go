@@ -97,14 +97,16 @@ type Flow struct {
 	Summary
 	// Exchange has bodies cut to the store's ItemBytes (Body.Truncated,
 	// Body.Len and Body.SHA256 describe the whole).
-	Exchange *flow.Exchange  `json:"exchange,omitempty"`
-	Tunnel   *flow.Tunnel    `json:"tunnel_record,omitempty"`
-	Denial   *flow.Denial    `json:"denial,omitempty"`
-	Session  *flow.WSSession `json:"session_record,omitempty"`
-	// Faults holds the first faults that acted (at most 64);
+	Exchange *flow.Exchange `json:"exchange,omitempty"`
+	// TunnelRecord and SessionRecord are named apart from
+	// Summary.Tunnel and Summary.Session, which are IDs.
+	TunnelRecord  *flow.Tunnel    `json:"tunnel_record,omitempty"`
+	Denial        *flow.Denial    `json:"denial,omitempty"`
+	SessionRecord *flow.WSSession `json:"session_record,omitempty"`
+	// FaultRecords holds the first faults that acted (at most 64);
 	// Summary.Faults counts them all.
-	Faults     []flow.Fault       `json:"fault_records,omitempty"`
-	Violations []flow.WSViolation `json:"violations,omitempty"`
+	FaultRecords []flow.Fault       `json:"fault_records,omitempty"`
+	Violations   []flow.WSViolation `json:"violations,omitempty"`
 }
 
 // Message is one kept WebSocket message or control frame.
@@ -270,12 +272,12 @@ func (e *entry) summary() Summary {
 // detail builds the entry's full view.
 func (e *entry) detail() Flow {
 	return Flow{
-		Summary:    e.summary(),
-		Exchange:   e.ex,
-		Tunnel:     e.tun,
-		Denial:     e.den,
-		Session:    e.sess,
-		Faults:     append([]flow.Fault(nil), e.faults...),
-		Violations: append([]flow.WSViolation(nil), e.violations...),
+		Summary:       e.summary(),
+		Exchange:      e.ex,
+		TunnelRecord:  e.tun,
+		Denial:        e.den,
+		SessionRecord: e.sess,
+		FaultRecords:  append([]flow.Fault(nil), e.faults...),
+		Violations:    append([]flow.WSViolation(nil), e.violations...),
 	}
 }
