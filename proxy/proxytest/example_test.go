@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/gobwas/ws"
 
+	"github.com/hopscope/hopscope/flow"
 	"github.com/hopscope/hopscope/proxy/proxytest"
 )
 
@@ -69,14 +70,14 @@ func Example_squidBlocksWebSocketPort() {
 	px := proxytest.Start(t, proxytest.WithProfile("squid"))
 	fmt.Println(exampleApp(px, host))
 	denial := px.WaitFor(t, proxytest.IsDenial(host), time.Second)
-	fmt.Println("denied by", strings.SplitN(denial.Str("rule"), "=", 2)[0])
+	fmt.Println("denied by", strings.SplitN(denial.Denial.Rule, "=", 2)[0])
 	// Output:
 	// polling: latest news
 	// denied by connect-ports
 }
 
 // Assert that the client keeps its connection alive with a heartbeat: the
-// proxy logs each ping. (A real app pings every 30 s; this one every 50 ms.)
+// proxy records each ping. (A real app pings every 30 s; this one every 50 ms.)
 func Example_heartbeat() {
 	t := &exampleT{}
 	defer t.done()
@@ -107,11 +108,11 @@ func Example_heartbeat() {
 		}
 	}()
 
-	pings := func(e proxytest.Event) bool {
-		return e.Name == "ws_message" && e.Str("from") == "client" && e.Str("type") == "ping"
+	pings := func(r flow.Record) bool {
+		return r.Kind == flow.KindWSMessage && r.Message.From == flow.FromClient && r.Message.Opcode == flow.OpPing
 	}
-	first := px.WaitFor(t, pings, 5*time.Second)
-	second := px.WaitFor(t, func(e proxytest.Event) bool { return pings(e) && e.Time.After(first.Time) }, 5*time.Second)
+	first := px.WaitFor(t, pings, 5*time.Second).Message
+	second := px.WaitFor(t, func(r flow.Record) bool { return pings(r) && r.Message.Seq > first.Seq }, 5*time.Second).Message
 	fmt.Println("heartbeat within 1s:", second.Time.Sub(first.Time) < time.Second)
 	// Output:
 	// heartbeat within 1s: true
@@ -152,7 +153,7 @@ func Example_closeCode() {
 		fmt.Println(string(msg))
 	}
 	closed := px.WaitFor(t, proxytest.IsClose(1011), time.Second)
-	fmt.Println("proxy logged", closed.Int("code"), "from", closed.Str("from"))
+	fmt.Println("proxy logged", closed.Session.Code, "from", closed.Session.ClosedBy)
 	// Output:
 	// update 1
 	// update 2

@@ -10,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/hopscope/hopscope/flow"
 	"github.com/hopscope/hopscope/proxy/proxytest"
 )
 
@@ -74,8 +75,8 @@ func TestByteFaults(t *testing.T) {
 				t.Errorf("got %d bytes in %s, want %d in at least %s", n, took, tc.n, tc.floor)
 			}
 			e := px.WaitFor(t, proxytest.IsFault(strings.SplitN(tc.spec, "=", 2)[0]), time.Second)
-			if e.Str("spec") != tc.spec || e.Str("from") != "server" || e.Str("target") != sender {
-				t.Errorf("fault event %v", e)
+			if f := e.Fault; f.Spec != tc.spec || f.From != "server" || f.Target != sender {
+				t.Errorf("fault %+v", f)
 			}
 		})
 	}
@@ -112,8 +113,8 @@ func TestWSDrop(t *testing.T) {
 	send(t, c, "lost")
 	px.WaitFor(t, proxytest.IsFault("ws-drop"), time.Second)
 	e := px.WaitFor(t, proxytest.IsMessage("client", "lost"), time.Second)
-	if e.Str("action") != "drop" || !strings.Contains(e.Str("note"), "ws-drop") {
-		t.Errorf("ws_message %v", e)
+	if m := e.Message; m.Action != "drop" || !strings.Contains(m.Note, "ws-drop") {
+		t.Errorf("message %+v", m)
 	}
 	if got := o.got(); len(got) != 0 {
 		t.Errorf("the server received %q", got)
@@ -147,9 +148,9 @@ func runSeeded(t *testing.T) string {
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
 		actions = actions[:0]
-		for _, e := range px.Events() {
-			if e.Name == "ws_message" && e.Str("from") == "server" {
-				actions = append(actions, e.Str("action"))
+		for _, r := range px.Flows() {
+			if r.Kind == flow.KindWSMessage && r.Message.From == flow.FromServer {
+				actions = append(actions, r.Message.Action)
 			}
 		}
 		if len(actions) >= 6 { // the greeting and five counts
@@ -208,8 +209,8 @@ func TestWSCloseAfterN(t *testing.T) {
 		t.Fatalf("after 3 server messages: %v, want close 1011", err)
 	}
 	e := px.WaitFor(t, proxytest.IsClose(1011), time.Second)
-	if e.Str("from") != "proxy" {
-		t.Errorf("ws_close %v", e)
+	if e.Session.ClosedBy != "proxy" {
+		t.Errorf("session close %+v", e.Session)
 	}
 	px.WaitFor(t, proxytest.IsFault("ws-close"), time.Second)
 }

@@ -322,7 +322,7 @@ func TestSSLInspect(t *testing.T) {
 	}
 	c, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: px.Client()})
 	if err != nil {
-		t.Fatalf("a client that trusts the proxy CA: %v\n%v", err, px.Events())
+		t.Fatalf("a client that trusts the proxy CA: %v\n%v", err, px.Flows())
 	}
 	defer c.CloseNow()
 	px.WaitFor(t, proxytest.IsMessage("server", "hello from the server"), 2*time.Second)

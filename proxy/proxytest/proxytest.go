@@ -1,11 +1,12 @@
 // Package proxytest runs hopscope inside other projects' Go tests, as
 // net/http/httptest runs a server: Start listens on 127.0.0.1:0 with a
 // throwaway CA, stops when the test ends, and lets the test assert on what
-// the proxy saw and did.
+// the proxy saw and did, as typed flow records (package flow).
 //
 //	px := proxytest.Start(t, proxytest.WithProfile("squid"))
 //	resp, err := px.Client().Get(url)              // through the proxy
-//	px.WaitFor(t, proxytest.IsDenial("example.com:80"), time.Second)
+//	d := px.WaitFor(t, proxytest.IsDenial("example.com:80"), time.Second)
+//	d.Denial.Rule                                  // "connect-ports=443"
 package proxytest
 
 import (
@@ -15,7 +16,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -31,7 +31,7 @@ import (
 
 	"github.com/hopscope/hopscope/certs"
 	"github.com/hopscope/hopscope/config"
-	"github.com/hopscope/hopscope/eventlog"
+	"github.com/hopscope/hopscope/flow"
 	"github.com/hopscope/hopscope/mitm"
 	"github.com/hopscope/hopscope/policy"
 	"github.com/hopscope/hopscope/proxy"
@@ -127,12 +127,12 @@ func WithConfig(change func(*config.Config)) Option {
 
 // Server is a running proxy.
 type Server struct {
-	addr   string
-	ca     *certs.CA
-	pool   *x509.CertPool
-	user   string
-	pass   string
-	events *eventLog
+	addr  string
+	ca    *certs.CA
+	pool  *x509.CertPool
+	user  string
+	pass  string
+	flows *flowLog
 }
 
 // Start runs a proxy on 127.0.0.1:0 until the test ends. Test servers
@@ -160,17 +160,12 @@ func Start(t TB, opts ...Option) *Server {
 	if popts.CA == nil {
 		popts.CA, popts.Issuer = ca, mitm.NewIssuer(ca, mitm.IssuerOptions{})
 	}
-	logOpts, err := s.cfg.EventLogOptions()
+	srv, err := proxy.New(popts, zerolog.Nop())
 	if err != nil {
 		t.Fatalf("proxytest: %v", err)
 	}
-	log := &eventLog{}
-	logger := zerolog.New(log).With().Timestamp().Logger()
-	srv, err := proxy.New(popts, logger)
-	if err != nil {
-		t.Fatalf("proxytest: %v", err)
-	}
-	eventlog.Subscribe(srv.Flows(), logger, logOpts)
+	flows := &flowLog{}
+	srv.Flows().Subscribe(flows, flow.Options{Name: "proxytest", PayloadBytes: payloadBytes, BodyBytes: payloadBytes})
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		t.Fatalf("proxytest: %v", err)
@@ -187,7 +182,7 @@ func Start(t TB, opts ...Option) *Server {
 	})
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
-	return &Server{addr: ln.Addr().String(), ca: ca, pool: pool, user: s.user, pass: s.pass, events: log}
+	return &Server{addr: ln.Addr().String(), ca: ca, pool: pool, user: s.user, pass: s.pass, flows: flows}
 }
 
 // Addr is the proxy's host:port.
@@ -280,117 +275,121 @@ func (c *earlyConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// Event is one event the proxy wrote (see README.md for every name and
-// field).
-type Event struct {
-	Name string
-	// Time is when the proxy wrote the event, to the microsecond (the
-	// "time" field has whatever precision the logger was set to).
-	Time   time.Time
-	Fields map[string]any
-}
+// Match is a test over flow records, for WaitFor. The Is functions build
+// common ones; any func(flow.Record) bool will do.
+type Match func(flow.Record) bool
 
-// Str returns a string field, or "".
-func (e Event) Str(key string) string {
-	v, _ := e.Fields[key].(string)
-	return v
-}
+// payloadBytes is how much of each message payload and body the harness
+// keeps for matchers and assertions.
+const payloadBytes = 64 << 10
 
-// Int returns a number field, or 0.
-func (e Event) Int(key string) int64 {
-	v, _ := e.Fields[key].(float64)
-	return int64(v)
-}
+// Flows returns every flow record the proxy has published so far, in
+// order: exchanges, tunnels, denials, faults, WebSocket sessions and
+// messages (see package flow). Message payloads and bodies hold their
+// first 64 KiB.
+func (s *Server) Flows() []flow.Record { return s.flows.all() }
 
-func (e Event) String() string {
-	b, _ := json.Marshal(e.Fields)
-	return string(b)
-}
-
-// Events returns every event written so far, in order.
-func (s *Server) Events() []Event { return s.events.all() }
-
-// WaitFor waits until an event that match accepts has been written, and
-// returns it; it fails the test after timeout, listing what was written.
-func (s *Server) WaitFor(t TB, match func(Event) bool, timeout time.Duration) Event {
+// WaitFor waits until a record that match accepts has been published, and
+// returns it; it fails the test after timeout, listing what was published.
+// Records are published when what they report is complete, which can be
+// just after the client has its answer.
+func (s *Server) WaitFor(t TB, match Match, timeout time.Duration) flow.Record {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		for _, e := range s.events.all() {
-			if match(e) {
-				return e
+		for _, r := range s.flows.all() {
+			if match(r) {
+				return r
 			}
 		}
 		if time.Now().After(deadline) {
-			var names []string
-			for _, e := range s.events.all() {
-				names = append(names, e.Name+" "+e.String())
+			var lines []string
+			for _, r := range s.flows.all() {
+				lines = append(lines, Describe(r))
 			}
-			t.Fatalf("proxytest: no matching event within %s; events:\n%s", timeout, strings.Join(names, "\n"))
+			t.Fatalf("proxytest: no matching record within %s; records:\n%s", timeout, strings.Join(lines, "\n"))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 }
 
-// Named matches events by name ("ws_message", "deny", ...).
-func Named(name string) func(Event) bool {
-	return func(e Event) bool { return e.Name == name }
+// Describe writes a record on one line, for failure messages.
+func Describe(r flow.Record) string {
+	var v any
+	switch r.Kind {
+	case flow.KindExchangeStart, flow.KindExchange:
+		v = r.Exchange
+	case flow.KindTunnelOpen, flow.KindTunnel:
+		v = r.Tunnel
+	case flow.KindDenial:
+		v = r.Denial
+	case flow.KindFault:
+		v = r.Fault
+	case flow.KindWSOpen, flow.KindWSClose:
+		v = r.Session
+	case flow.KindWSMessage:
+		m := r.Message
+		if len(m.Payload) > 64 {
+			m.Payload = m.Payload[:64]
+		}
+		return fmt.Sprintf("%s %+v payload %q", r.Kind, m, m.Payload)
+	case flow.KindWSViolation:
+		v = r.Violation
+	}
+	return fmt.Sprintf("%s %+v", r.Kind, v)
+}
+
+// IsKind matches records of kind k.
+func IsKind(k flow.Kind) Match {
+	return func(r flow.Record) bool { return r.Kind == k }
 }
 
 // IsMessage matches a WebSocket message from "client" or "server" whose
-// preview contains text.
-func IsMessage(from, text string) func(Event) bool {
-	return func(e Event) bool {
-		return e.Name == eventlog.EventWSMessage && e.Str("from") == from && strings.Contains(e.Str("preview"), text)
+// payload (after decompression) contains text.
+func IsMessage(from, text string) Match {
+	return func(r flow.Record) bool {
+		return r.Kind == flow.KindWSMessage && r.Message.From.String() == from && bytes.Contains(r.Message.Payload, []byte(text))
 	}
 }
 
-// IsClose matches the end of a WebSocket with this close code.
-func IsClose(code int) func(Event) bool {
-	return func(e Event) bool { return e.Name == eventlog.EventWSClose && e.Int("code") == int64(code) }
+// IsClose matches the end of a WebSocket with this close code (1006 for
+// one that ended without a close handshake).
+func IsClose(code int) Match {
+	return func(r flow.Record) bool { return r.Kind == flow.KindWSClose && int(r.Session.Code) == code }
 }
 
 // IsDenial matches a refusal of target (host:port, or a URL for plain
 // requests).
-func IsDenial(target string) func(Event) bool {
-	return func(e Event) bool { return e.Name == eventlog.EventDeny && e.Str("target") == target }
+func IsDenial(target string) Match {
+	return func(r flow.Record) bool { return r.Kind == flow.KindDenial && r.Denial.Target == target }
 }
 
 // IsFault matches a fault of this kind acting.
-func IsFault(kind string) func(Event) bool {
-	return func(e Event) bool { return e.Name == eventlog.EventFault && e.Str("fault") == kind }
+func IsFault(kind string) Match {
+	return func(r flow.Record) bool { return r.Kind == flow.KindFault && r.Fault.Fault == kind }
 }
 
-// eventLog collects the proxy's JSON event lines.
-type eventLog struct {
-	mu     sync.Mutex
-	events []Event
-	buf    bytes.Buffer
-}
-
-func (l *eventLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.Write(p)
-	for {
-		line, err := l.buf.ReadBytes('\n')
-		if err != nil {
-			l.buf.Write(line) // an incomplete line waits for its end
-			break
-		}
-		var fields map[string]any
-		if json.Unmarshal(line, &fields) != nil {
-			continue
-		}
-		e := Event{Fields: fields, Time: time.Now()}
-		e.Name, _ = fields["event"].(string)
-		l.events = append(l.events, e)
+// IsExchange matches a complete exchange with this method and URL.
+func IsExchange(method, url string) Match {
+	return func(r flow.Record) bool {
+		return r.Kind == flow.KindExchange && r.Exchange.Method == method && r.Exchange.URL == url
 	}
-	return len(p), nil
 }
 
-func (l *eventLog) all() []Event {
+// flowLog is the harness's observer: it keeps every record.
+type flowLog struct {
+	mu   sync.Mutex
+	recs []flow.Record
+}
+
+func (l *flowLog) Observe(batch []flow.Record) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]Event(nil), l.events...)
+	l.recs = append(l.recs, batch...)
+}
+
+func (l *flowLog) all() []flow.Record {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]flow.Record(nil), l.recs...)
 }
