@@ -19,7 +19,12 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, info connInfo) 
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = body
 	}
-	cw := &clientWriter{ResponseWriter: w, pool: s.buffers, flow: x}
+	cw := &clientWriter{ResponseWriter: w, pool: s.buffers, flow: x, body: body}
+	// RFC 9112 section 6.3: a chunked request may have come with a
+	// Content-Length that net/http dropped before hopscope could see it,
+	// the smuggling pair; whatever the client meant by the bytes after the
+	// body, they are never read as a request of their own.
+	cw.closeAfter = chunked(r.TransferEncoding)
 	if ex := exchangeFrom(r.Context()); ex != nil {
 		ex.writer = cw
 	}
@@ -71,6 +76,14 @@ func (s *Server) finishForward(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 		pe := classifyUpstreamError(ctx.Error, target.Target())
 		var id flow.ID
 		if ex := exchangeFrom(ctx.Req.Context()); ex != nil && ex.writer != nil {
+			if err := ex.writer.body.failure(); err != nil {
+				// The client's body broke, not the destination: the
+				// transport dropped its half-written request with the
+				// connection, and the client's connection cannot go on.
+				pe = &proxyError{Status: http.StatusBadRequest, ProxyStatus: "http_request_error", Rule: "request-body",
+					Message: fmt.Sprintf("hopscope: the request body is malformed (%v); the request was not completed to %s", err, target.Target()), Err: err}
+				ex.writer.closeAfter = true
+			}
 			ex.writer.upstreamErr, ex.writer.byProxy = pe, true
 			id = ex.writer.flow.id()
 		}
@@ -140,6 +153,9 @@ type clientWriter struct {
 	upstreamErr error
 	// byProxy is set when hopscope answered for the destination.
 	byProxy bool
+	body    *countingBody
+	// closeAfter ends the client connection after this answer.
+	closeAfter bool
 	// contentLength is the destination's Content-Length, restored after
 	// goproxy deleted it; empty when there was none.
 	contentLength string
@@ -161,6 +177,9 @@ func (w *clientWriter) WriteHeader(code int) {
 			w.Header().Set("Content-Length", w.contentLength)
 		}
 		w.stream = w.Header().Get("Content-Length") == ""
+		if w.closeAfter {
+			w.Header().Set("Connection", "close")
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -190,15 +209,34 @@ func (w *clientWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // transport's write loop may still be reading when the answer is complete
 // (an origin may answer before reading the whole body), so the count is
 // atomic.
+// It also keeps the first error reading the body, which is the client's
+// doing (a malformed chunked body, a connection that ended early).
 type countingBody struct {
 	io.ReadCloser
 	n    atomic.Int64
 	flow *exchangeFlow // nil: not observed
+	err  atomic.Pointer[error]
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n.Add(int64(n))
 	b.flow.requestBody(p[:n], err == io.EOF)
+	if err != nil && err != io.EOF {
+		b.err.CompareAndSwap(nil, &err)
+	}
 	return n, err
+}
+
+// failure is the first error reading the body, nil if none.
+func (b *countingBody) failure() error {
+	if e := b.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// chunked reports whether a request came with a chunked body.
+func chunked(te []string) bool {
+	return len(te) > 0 && te[len(te)-1] == "chunked"
 }

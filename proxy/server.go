@@ -321,6 +321,12 @@ func requestTarget(r *http.Request) (policy.Request, *proxyError) {
 		}
 		return policy.Request{Kind: policy.Connect, Host: host, Port: port}, nil
 	}
+	if r.URL.User != nil {
+		// Browsers never send userinfo in a request; forwarding it would
+		// carry credentials (or a phishing disguise such as
+		// http://bank.example@evil.example/) to the destination.
+		return policy.Request{}, bad(fmt.Sprintf("the request target %q carries a user name; hopscope does not forward credentials in URLs", r.URL.Redacted()))
+	}
 	// Some clients send WebSocket URLs as they are; they mean http(s).
 	switch r.URL.Scheme {
 	case "ws":

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -271,38 +270,6 @@ func TestMalformedAuthOnConnect(t *testing.T) {
 	for _, value := range []string{"Basic", "Basic ====", "Basic " + base64.StdEncoding.EncodeToString([]byte{0xff, 0xfe}), "NTLM TlRMTVNTUAAB"} {
 		resp, _, _ := px.rawRequest("CONNECT example.com:443 HTTP/1.1\r\nHost: x\r\nProxy-Authorization: " + value + "\r\n\r\n")
 		checkProxyAnswer(t, resp, 407, "http_request_denied")
-	}
-}
-
-// A request with both Content-Length and chunked framing (the classic
-// smuggling pair) reaches the origin with one framing only, as RFC 9112
-// section 6.3 requires of an intermediary, and a request hidden in its body
-// does not become a request of its own.
-func TestConflictingFramingIsNormalized(t *testing.T) {
-	up := startRawUpstream(t, okResponse)
-	px := startProxy(t, nil)
-	smuggled := "GET http://" + up.addr() + "/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
-	raw := "POST http://" + up.addr() + "/ HTTP/1.1\r\nHost: " + up.addr() + "\r\n" +
-		"Content-Length: " + strconv.Itoa(5+len(smuggled)) + "\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled
-	resp, _, br := px.rawRequest(raw)
-	if body := readBody(t, resp); resp.StatusCode != 200 || body != "ok" {
-		t.Fatalf("got %d %q", resp.StatusCode, body)
-	}
-	head := up.lastHead(t)
-	if cl, te := headerValues(head, "Content-Length"), headerValues(head, "Transfer-Encoding"); len(cl) > 0 && len(te) > 0 {
-		t.Fatalf("origin received both framings: Content-Length %q, Transfer-Encoding %q", cl, te)
-	}
-	// The bytes after the chunked body are the client's next request on
-	// its own connection, answered on its own, never part of the first.
-	second, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("reading the answer to the pipelined request: %v", err)
-	}
-	readBody(t, second)
-	up.mu.Lock()
-	defer up.mu.Unlock()
-	if len(up.heads) != 2 || up.heads[1][0] != "GET /smuggled HTTP/1.1" {
-		t.Errorf("origin saw %d requests: %q", len(up.heads), up.heads)
 	}
 }
 
