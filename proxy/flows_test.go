@@ -251,3 +251,26 @@ func TestFlowRecordsDenials(t *testing.T) {
 		t.Errorf("%d exchanges; a refused CONNECT to the proxy is a denial only", n)
 	}
 }
+
+// Inside a bumped tunnel: the exchange is marked bumped and names its
+// tunnel, which opens only once the TLS handshake has told its SNI.
+func TestFlowRecordsBumpedExchange(t *testing.T) {
+	w := newTLSWorld(t, policy.BumpRules{All: true}, hello("secret page"))
+	rec := w.px.record(flow.Options{BodyBytes: 64})
+	c, tr := w.client(t, w.clientCAs, true)
+	resp, err := c.Get(w.url("localhost", "/inside"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readBody(t, resp)
+	tr.CloseIdleConnections()
+	tunnel := rec.wait(t, flow.KindTunnel, 1)[0].Tunnel
+	open := rec.kind(flow.KindTunnelOpen)
+	if len(open) != 1 || open[0].Tunnel.Mode != "bump" || open[0].Tunnel.SNI != "localhost" || open[0].Tunnel.ID != tunnel.ID {
+		t.Errorf("tunnel open %v", open)
+	}
+	x := rec.wait(t, flow.KindExchange, 1)[0].Exchange
+	if !x.Bumped || x.Tunnel != tunnel.ID || x.URL != w.url("localhost", "/inside") || string(x.ResponseBody.Data) != "secret page" {
+		t.Errorf("bumped exchange %+v in tunnel %+v", x, tunnel)
+	}
+}
