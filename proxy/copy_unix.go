@@ -77,6 +77,8 @@ func socketOf(c net.Conn) (syscall.Conn, []*atomic.Int64) {
 		switch v := c.(type) {
 		case *closeNotifyConn:
 			c = v.Conn
+		case *headTap:
+			c = v.Conn
 		case *countingConn:
 			counters = append(counters, &v.read)
 			c = v.Conn

@@ -22,6 +22,9 @@ import (
 type exchange struct {
 	target policy.Request
 	writer *clientWriter
+	// wireNames are the answer's header names as the destination wrote
+	// them, where their case differs from net/http's.
+	wireNames map[string]string
 }
 
 type exchangeKey struct{}

@@ -93,11 +93,12 @@ func (s *Server) finishForward(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 		return pe.response(ctx.Req, s.opts.Pseudonym)
 	}
 	removeHopByHopHeaders(resp.Header)
-	s.markResponse(resp.Header, resp.ProtoMajor, resp.ProtoMinor)
+	s.markResponse(resp.Header, resp.ProtoMajor, resp.ProtoMinor, ctx.Req)
 	if ex := exchangeFrom(ctx.Req.Context()); ex != nil && ex.writer != nil {
 		// goproxy deletes Content-Length when the body is replaced; the
 		// writer puts the destination's own value back.
 		ex.writer.contentLength = resp.Header.Get("Content-Length")
+		ex.writer.wireNames = ex.wireNames
 		resp.Body = &watchedBody{ReadCloser: resp.Body, writer: ex.writer, req: ctx.Req}
 	}
 	return resp
@@ -159,6 +160,9 @@ type clientWriter struct {
 	// contentLength is the destination's Content-Length, restored after
 	// goproxy deleted it; empty when there was none.
 	contentLength string
+	// wireNames are the destination's header names, restored (see
+	// restoreWireNames).
+	wireNames map[string]string
 }
 
 // ReadFrom copies an answer body with a pooled buffer: without it,
@@ -175,6 +179,9 @@ func (w *clientWriter) WriteHeader(code int) {
 		w.flow.responseHead()
 		if w.contentLength != "" && w.Header().Get("Content-Length") == "" {
 			w.Header().Set("Content-Length", w.contentLength)
+		}
+		if w.wireNames != nil {
+			restoreWireNames(w.Header(), w.wireNames)
 		}
 		w.stream = w.Header().Get("Content-Length") == ""
 		if w.closeAfter {

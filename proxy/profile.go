@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 )
@@ -20,25 +21,49 @@ const (
 	UpgradeStripClose = "strip-close"
 )
 
-// squidVersion is the squid release the squid profile reproduces, as
-// measured (see README).
-const squidVersion = "squid/5.7"
+// The releases the personas reproduce, as measured (see README).
+const (
+	squidVersion     = "squid/5.7"
+	tinyproxyVersion = "tinyproxy/1.11.1"
+)
 
-// Persona makes hopscope look like another proxy product on the wire.
+// squidMaxAge is the Cache-Control squid 5.7 adds to every request it
+// forwards: the 4320-minute maximum of the stock refresh_pattern lines.
+const squidMaxAge = "max-age=259200"
+
+// Persona makes hopscope look like another proxy product on the wire: the
+// headers it adds, its answers and error pages, its status lines. What the
+// product allows (ports, upgrades) is policy and set by the profiles.
 type Persona struct {
 	// Squid answers and marks messages as squid 5.7 does: Via with
-	// "(squid/5.7)", X-Forwarded-For upstream, X-Cache on answers, and
-	// squid's ERR_ACCESS_DENIED page with X-Squid-Error for refusals.
+	// "(squid/5.7)" appended to the client's Via line, X-Forwarded-For and
+	// Cache-Control upstream, X-Cache, X-Cache-Lookup and Connection on
+	// answers, HTTP/1.1 status lines to HTTP/1.0 clients, and squid's
+	// error pages with X-Squid-Error.
 	Squid bool
-	// Host is the proxy host name squid puts in Via and X-Cache.
+	// Tinyproxy answers and marks messages as tinyproxy 1.11.1 does: Via
+	// "1.1 tinyproxy (tinyproxy/1.11.1)", Proxy-Authorization passed on,
+	// the connection closed after an answer of known length, and its
+	// CONNECT answer.
+	Tinyproxy bool
+	// Host is the proxy host name squid puts in Via, X-Cache and its
+	// pages. Default: this machine's name.
 	Host string
 }
 
-// viaName is this proxy's entry in Via: the pseudonym, and for the squid
-// persona "HOST (squid/5.7)".
+// any reports whether hopscope plays another product. Such products do
+// not look inside CONNECT tunnels they do not bump, so neither does the
+// persona.
+func (p Persona) any() bool { return p.Squid || p.Tinyproxy }
+
+// viaName is this proxy's entry in Via: the pseudonym, with the product's
+// version in parentheses for a persona.
 func (s *Server) viaName() string {
-	if s.opts.Persona.Squid {
+	switch {
+	case s.opts.Persona.Squid:
 		return s.opts.Pseudonym + " (" + squidVersion + ")"
+	case s.opts.Persona.Tinyproxy:
+		return s.opts.Pseudonym + " (" + tinyproxyVersion + ")"
 	}
 	return s.opts.Pseudonym
 }
@@ -46,20 +71,54 @@ func (s *Server) viaName() string {
 // markRequest adds what this proxy adds to a request header for the next
 // hop; client is the client's address.
 func (s *Server) markRequest(h http.Header, major, minor int, client string) {
-	s.via.add(h, major, minor)
 	if s.opts.Persona.Squid {
+		// squid writes one Via line: the client's entries, then its own.
+		prior := strings.Join(h["Via"], ", ")
+		s.via.add(h, major, minor)
+		if prior != "" {
+			h["Via"] = []string{prior + ", " + h["Via"][len(h["Via"])-1]}
+		}
 		if prior := h.Get("X-Forwarded-For"); prior != "" {
 			client = prior + ", " + client
 		}
 		h.Set("X-Forwarded-For", client)
+		// squid does not pass TE on, not even "TE: trailers".
+		delete(h, "Te")
+		if _, ok := h["Cache-Control"]; !ok {
+			h["Cache-Control"] = []string{squidMaxAge}
+		}
+		return
+	}
+	s.via.add(h, major, minor)
+}
+
+// markResponse adds what this proxy adds to an answer for the client; r is
+// the client's request.
+func (s *Server) markResponse(h http.Header, major, minor int, r *http.Request) {
+	s.via.add(h, major, minor)
+	if s.opts.Persona.Squid {
+		s.squidMarks(h, "MISS", r)
 	}
 }
 
-// markResponse adds what this proxy adds to an answer for the client.
-func (s *Server) markResponse(h http.Header, major, minor int) {
-	s.via.add(h, major, minor)
-	if s.opts.Persona.Squid {
-		h.Set("X-Cache", "MISS from "+s.opts.Persona.Host)
+// squidMarks are the headers squid puts on every answer, its own pages
+// included: lookup is "MISS" for forwarded answers, "NONE" for answers
+// squid gave without looking in its cache. net/http replaces the
+// Connection header with "close" when it closes the connection after the
+// answer, as squid does.
+func (s *Server) squidMarks(h http.Header, lookup string, r *http.Request) {
+	h.Set("X-Cache", "MISS from "+s.opts.Persona.Host)
+	port := "3128"
+	if r != nil {
+		if addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			if _, p, err := net.SplitHostPort(addr.String()); err == nil {
+				port = p
+			}
+		}
+	}
+	h.Set("X-Cache-Lookup", lookup+" from "+s.opts.Persona.Host+":"+port)
+	if _, ok := h["Connection"]; !ok { // a 101's Connection: Upgrade stays
+		h.Set("Connection", "keep-alive")
 	}
 }
 
@@ -106,7 +165,7 @@ func (s *Server) writeSquidDenial(w http.ResponseWriter, r *http.Request, pe *pr
 	h.Set("X-Squid-Error", "ERR_ACCESS_DENIED 0")
 	h.Set("Vary", "Accept-Language")
 	h.Set("Content-Language", "en")
-	h.Set("X-Cache", "MISS from "+host)
+	s.squidMarks(h, "NONE", r)
 	h.Set("Via", "1.1 "+host+" ("+squidVersion+")")
 	w.WriteHeader(pe.Status)
 	target := r.URL.String()

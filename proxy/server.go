@@ -90,6 +90,7 @@ func New(opts *Options, log zerolog.Logger) (*Server, error) {
 			maxHeaderBytes: o.MaxHeaderBytes,
 			maxIdlePerHost: s.transport.MaxIdleConnsPerHost,
 			idleTimeout:    s.transport.IdleConnTimeout,
+			order:          s.headOrder(),
 		}
 		s.upstreamRT = s.upstream.roundTripper(s.transport)
 	}
@@ -128,6 +129,7 @@ func (s *Server) newGoproxy(log zerolog.Logger) *goproxy.ProxyHttpServer {
 }
 
 func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
+	ctx = withHeadTap(ctx, c)
 	return context.WithValue(ctx, connInfoKey{}, connInfo{id: s.nextConn.Add(1), client: c.RemoteAddr().String()})
 }
 
@@ -139,7 +141,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		fingerprint = s.opts.CA.Fingerprint()
 	}
 	s.logListen(ln.Addr().String(), s.opts.Policy.Summary(), s.opts.UpstreamTLS.InsecureSkipVerify, redactedURL(s.opts.UpstreamProxy), fingerprint)
-	return s.http.Serve(ln)
+	return s.http.Serve(headTapListener{Listener: ln, limit: s.opts.MaxHeaderBytes})
 }
 
 func redactedURL(u *url.URL) string {
@@ -179,6 +181,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // dispatches it to a tunnel or the forward path.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := connInfoFrom(r.Context())
+	r = s.clientHead(r)
 	if !s.clientAllowed(r) {
 		s.refuse(w, r, info, &proxyError{
 			Status: http.StatusForbidden, ProxyStatus: "http_request_denied", Rule: "allow-client",
@@ -213,6 +216,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // to an allowed host and then talk to any other.
 func (s *Server) serveInTunnel(w http.ResponseWriter, r *http.Request) {
 	info := connInfoFrom(r.Context())
+	r = s.clientHead(r)
 	t, _ := tunnelFrom(r.Context())
 	if r.Method == http.MethodConnect {
 		s.refuse(w, r, info, &proxyError{

@@ -213,12 +213,13 @@ func (s *Server) serveInner(conn net.Conn, t tunnelInfo, onDone func()) {
 		ErrorLog:          goproxyLogger{s.log}.std(),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			outer.client = c.RemoteAddr().String()
+			ctx = withHeadTap(ctx, c)
 			ctx = context.WithValue(ctx, connInfoKey{}, outer)
 			ctx = context.WithValue(ctx, tunnelKey{}, t)
 			return withPrimed(ctx, t.primed)
 		},
 	}
-	_ = srv.Serve(newOneConnListener(conn, onDone))
+	_ = srv.Serve(newOneConnListener(newHeadTap(conn, s.opts.MaxHeaderBytes), onDone))
 }
 
 // relayBytes copies client->upstream and upstream->client until both

@@ -34,6 +34,8 @@ type upstreamClient struct {
 	maxHeaderBytes int
 	maxIdlePerHost int
 	idleTimeout    time.Duration
+	// order is where the persona puts header fields.
+	order headOrder
 
 	mu     sync.Mutex
 	idle   map[string][]*upstreamConn // by scheme://host:port
@@ -173,10 +175,8 @@ func isStale(err error) bool {
 func (c *upstreamClient) exchange(uc *upstreamConn, req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	stop := context.AfterFunc(ctx, func() { _ = uc.conn.SetDeadline(time.Now()) })
-	if err := req.Write(uc.bw); err != nil {
-		stop()
-		return nil, fmt.Errorf("sending the request: %w", err)
-	}
+	// Not req.Write: it writes the fields sorted and canonicalised.
+	writeRequestHead(uc.bw, req, wireNamesFrom(ctx), c.order)
 	if err := uc.bw.Flush(); err != nil {
 		stop()
 		return nil, fmt.Errorf("sending the request: %w", err)
@@ -208,6 +208,9 @@ func (c *upstreamClient) exchange(uc *upstreamConn, req *http.Request) (*http.Re
 		return nil, err
 	}
 	_ = uc.conn.SetReadDeadline(time.Time{})
+	if ex := exchangeFrom(ctx); ex != nil {
+		ex.wireNames = wireNameMap(uc.limit.raw)
+	}
 	if resp.Close {
 		// Go removed "Connection: close, X-Named" whole; remove what it
 		// named too, so hop-by-hop headers do not reach the client.

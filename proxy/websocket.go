@@ -101,7 +101,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, info con
 	removeHopByHopHeaders(hdr)
 	hdr.Set("Connection", "Upgrade")
 	hdr.Set("Upgrade", "websocket")
-	s.markResponse(hdr, resp.ProtoMajor, resp.ProtoMinor)
+	s.markResponse(hdr, resp.ProtoMajor, resp.ProtoMinor, r)
 	if s.opts.WebFilter {
 		// A filter that does not know WebSockets rewrites the hop-by-hop
 		// Connection header like any other; strict clients then reject
@@ -184,7 +184,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, info con
 func (s *Server) passResponse(w http.ResponseWriter, resp *http.Response, x *exchangeFlow) (int, int64, error) {
 	defer resp.Body.Close()
 	removeHopByHopHeaders(resp.Header)
-	s.markResponse(resp.Header, resp.ProtoMajor, resp.ProtoMinor)
+	s.markResponse(resp.Header, resp.ProtoMajor, resp.ProtoMinor, resp.Request)
 	for k, v := range resp.Header {
 		w.Header()[k] = v
 	}
@@ -272,7 +272,10 @@ func (s *Server) dialWebSocket(ctx context.Context, u *url.URL, target policy.Re
 		setParentAuth(req.Header, s.opts.UpstreamProxy)
 		err = req.WriteProxy(conn)
 	} else {
-		err = req.Write(conn)
+		// The client's names and order, as for forwarded requests.
+		bw := bufio.NewWriter(conn)
+		writeRequestHead(bw, req, wireNamesFrom(req.Context()), s.headOrder())
+		err = bw.Flush()
 	}
 	if err != nil {
 		conn.Close()

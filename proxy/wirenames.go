@@ -1,0 +1,348 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"net/textproto"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Header names on the wire. net/http canonicalises every header name it
+// reads (Sec-WebSocket-Key becomes Sec-Websocket-Key) and writes header
+// fields sorted by name; squid and tinyproxy keep a client's names and
+// their order, and some servers care. headTap keeps what net/http's
+// parser throws away, and writeRequestHead puts it back on the way out.
+
+// headTap watches the bytes net/http reads from a client connection and
+// keeps the header names of each request head, with their case and
+// order, for the handler to claim. It follows the framing (a body of
+// Content-Length bytes is skipped) and gives up on a connection whose
+// framing it cannot follow without parsing the body (chunked), or that
+// leaves HTTP (CONNECT, Upgrade); requests after that are written the
+// way net/http writes them.
+type headTap struct {
+	net.Conn
+	limit int
+
+	mu    sync.Mutex
+	buf   []byte   // the start of a head not yet complete
+	skip  int64    // body bytes still to pass before the next head
+	lost  bool     // framing no longer followed
+	heads []tapped // complete heads not yet claimed
+}
+
+// tapped is one request head as the client sent it.
+type tapped struct {
+	method, target string
+	names          []string
+}
+
+func newHeadTap(c net.Conn, limit int) *headTap { return &headTap{Conn: c, limit: limit} }
+
+func (t *headTap) Read(p []byte) (int, error) {
+	n, err := t.Conn.Read(p)
+	if n > 0 {
+		t.feed(p[:n])
+	}
+	return n, err
+}
+
+// CloseWrite passes a half-close on, for tunnels on a hijacked connection.
+func (t *headTap) CloseWrite() error {
+	if cw, ok := t.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return t.Conn.Close()
+}
+
+func (t *headTap) feed(p []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for len(p) > 0 && !t.lost {
+		if t.skip > 0 {
+			k := min(int64(len(p)), t.skip)
+			t.skip -= k
+			p = p[k:]
+			continue
+		}
+		t.buf = append(t.buf, p...)
+		p = nil
+		end := bytes.Index(t.buf, []byte("\r\n\r\n"))
+		if end < 0 {
+			if len(t.buf) > t.limit+4096 {
+				t.giveUp()
+			}
+			return
+		}
+		h, bodyLen, follow := parseTappedHead(t.buf[:end+2])
+		t.heads = append(t.heads, h)
+		if !follow {
+			t.giveUp()
+			return
+		}
+		rest := t.buf[end+4:]
+		t.buf = t.buf[:0]
+		t.skip = bodyLen
+		p = append([]byte(nil), rest...)
+	}
+}
+
+func (t *headTap) giveUp() {
+	t.lost = true
+	t.buf = nil
+}
+
+// claim returns the names of the head net/http parsed as r, if the tap
+// saw it; the request line must agree, so a tap that lost its way says
+// nothing rather than something wrong.
+func (t *headTap) claim(r *http.Request) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.heads) == 0 {
+		return nil
+	}
+	h := t.heads[0]
+	t.heads = t.heads[1:]
+	if h.method != r.Method || h.target != r.RequestURI {
+		t.giveUp()
+		t.heads = nil
+		return nil
+	}
+	return h.names
+}
+
+// parseTappedHead reads the names of a head (without its final CRLF) and
+// the length of the body that follows; follow is false when the framing
+// cannot be followed from the head alone.
+func parseTappedHead(head []byte) (tapped, int64, bool) {
+	var h tapped
+	lines := strings.Split(strings.TrimLeft(string(head), "\r\n"), "\r\n")
+	fields := strings.Fields(lines[0])
+	if len(fields) == 3 {
+		h.method, h.target = fields[0], fields[1]
+	}
+	var bodyLen int64
+	follow := h.method != http.MethodConnect
+	for _, line := range lines[1:] {
+		if line == "" || line[0] == ' ' || line[0] == '\t' {
+			continue
+		}
+		name, value, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		h.names = append(h.names, name)
+		switch textproto.CanonicalMIMEHeaderKey(name) {
+		case "Content-Length":
+			n, err := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
+			if err != nil || n < 0 {
+				follow = false
+			}
+			bodyLen = n
+		case "Transfer-Encoding", "Upgrade":
+			follow = false
+		}
+	}
+	return h, bodyLen, follow
+}
+
+// headTapListener wraps every accepted connection in a headTap.
+type headTapListener struct {
+	net.Listener
+	limit int
+}
+
+func (l headTapListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return newHeadTap(c, l.limit), nil
+}
+
+type wireNamesKey struct{}
+
+func wireNamesFrom(ctx context.Context) []string {
+	names, _ := ctx.Value(wireNamesKey{}).([]string)
+	return names
+}
+
+// headOrder is where a product puts the header fields of a request it
+// forwards: first (after Host, unless Host is in last), the client's in
+// their order and case, then last.
+type headOrder struct {
+	first []string
+	last  []string
+}
+
+// The products' orders, as measured: squid writes the client's fields
+// and then Host, Via, X-Forwarded-For, Cache-Control and Connection;
+// tinyproxy writes Host, Connection and Via before the client's fields.
+var (
+	defaultOrder   = headOrder{}
+	squidOrder     = headOrder{last: []string{"Host", "Via", "X-Forwarded-For", "Cache-Control", "Connection"}}
+	tinyproxyOrder = headOrder{first: []string{"Connection", "Via"}}
+)
+
+func (s *Server) headOrder() headOrder {
+	switch {
+	case s.opts.Persona.Squid:
+		return squidOrder
+	case s.opts.Persona.Tinyproxy:
+		return tinyproxyOrder
+	}
+	return defaultOrder
+}
+
+// writeRequestHead writes req's request line and header fields (not the
+// body) in the order o gives, with the client's names as it wrote them.
+// What req.Write would add on its own is added the same way: Host,
+// Connection: close for req.Close, Content-Length: 0 for a bodiless
+// request that needs one.
+func writeRequestHead(w *bufio.Writer, req *http.Request, names []string, o headOrder) {
+	h := req.Header
+	done := make(map[string]bool, len(h)+2)
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	uri := req.URL.RequestURI()
+	w.WriteString(req.Method + " " + uri + " HTTP/1.1\r\n")
+	write := func(name string) {
+		key := textproto.CanonicalMIMEHeaderKey(name)
+		if done[key] {
+			return
+		}
+		done[key] = true
+		switch key {
+		case "Host":
+			w.WriteString("Host: " + host + "\r\n")
+			return
+		case "Connection":
+			if _, ok := h[key]; !ok && req.Close {
+				w.WriteString("Connection: close\r\n")
+				return
+			}
+		case "Content-Length":
+			if _, ok := h[key]; !ok && req.ContentLength == 0 && (req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch) {
+				w.WriteString("Content-Length: 0\r\n")
+				return
+			}
+		case "User-Agent":
+			if h.Get(key) == "" {
+				return // absent at the client; the empty value keeps Go's out
+			}
+		case "Transfer-Encoding", "Trailer":
+			return // the body's framing, not the bodiless head's
+		}
+		for _, v := range h[key] {
+			w.WriteString(name + ": " + strings.NewReplacer("\r", " ", "\n", " ").Replace(v) + "\r\n")
+		}
+	}
+	inLast := func(key string) bool {
+		for _, l := range o.last {
+			if l == key {
+				return true
+			}
+		}
+		return false
+	}
+	if !inLast("Host") {
+		write("Host")
+	}
+	for _, name := range o.first {
+		write(name)
+	}
+	for _, name := range names {
+		if !inLast(textproto.CanonicalMIMEHeaderKey(name)) {
+			write(name)
+		}
+	}
+	rest := make([]string, 0, len(h))
+	for key := range h {
+		if !done[key] && !inLast(key) {
+			rest = append(rest, key)
+		}
+	}
+	sort.Strings(rest)
+	for _, key := range rest {
+		write(key)
+	}
+	for _, name := range o.last {
+		write(name)
+	}
+	write("Connection")
+	write("Content-Length")
+	w.WriteString("\r\n")
+}
+
+// wireNameMap maps the canonical form of each header name in a raw
+// response head to the name as the destination wrote it, for the names
+// whose case differs.
+func wireNameMap(head []byte) map[string]string {
+	var m map[string]string
+	lines := bytes.Split(head, []byte("\n"))
+	for _, line := range lines[1:] {
+		line = bytes.TrimRight(line, "\r")
+		if len(line) == 0 {
+			break
+		}
+		name, _, ok := bytes.Cut(line, []byte(":"))
+		if !ok || len(name) == 0 || name[0] == ' ' || name[0] == '\t' {
+			continue
+		}
+		raw := string(name)
+		if key := textproto.CanonicalMIMEHeaderKey(raw); key != raw {
+			if m == nil {
+				m = map[string]string{}
+			}
+			m[key] = raw
+		}
+	}
+	return m
+}
+
+// restoreWireNames renames the fields of an answer about to be written to
+// the case the destination used. net/http's server reads the fields that
+// frame the answer (Content-Length, Transfer-Encoding, Connection, Date,
+// Content-Type) by their canonical names, so those stay canonical.
+func restoreWireNames(h http.Header, names map[string]string) {
+	for key, raw := range names {
+		switch key {
+		case "Content-Length", "Transfer-Encoding", "Connection", "Date", "Content-Type", "Trailer":
+			continue
+		}
+		if v, ok := h[key]; ok {
+			delete(h, key)
+			h[raw] = v
+		}
+	}
+}
+
+type headTapKey struct{}
+
+// withHeadTap keeps the connection's tap, if it has one, for the handler.
+func withHeadTap(ctx context.Context, c net.Conn) context.Context {
+	if t, ok := c.(*headTap); ok {
+		return context.WithValue(ctx, headTapKey{}, t)
+	}
+	return ctx
+}
+
+// clientHead attaches the client's header names to r, for the next hop.
+func (s *Server) clientHead(r *http.Request) *http.Request {
+	t, ok := r.Context().Value(headTapKey{}).(*headTap)
+	if !ok {
+		return r
+	}
+	if names := t.claim(r); names != nil {
+		return r.WithContext(context.WithValue(r.Context(), wireNamesKey{}, names))
+	}
+	return r
+}

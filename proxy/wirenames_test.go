@@ -1,0 +1,55 @@
+package proxy_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// Header names reach the destination with the client's case and in the
+// client's order, and the answer reaches the client with the
+// destination's case, on every connection of a keep-alive client: net/http
+// alone would write Sec-Websocket-Key, sorted.
+func TestHeaderCaseAndOrderKept(t *testing.T) {
+	up := startRawUpstream(t, "HTTP/1.1 200 OK\r\nx-lower-case: 1\r\nSec-WebSocket-Accept: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+	px := startProxy(t, nil)
+	head := "Host: " + up.addr() + "\r\nzz-last-alphabetically: 1\r\nSec-WebSocket-Key: k\r\nX-UPPER: u\r\naa-first: 2\r\n"
+	raw := "GET http://" + up.addr() + "/one HTTP/1.1\r\n" + head + "Content-Length: 3\r\n\r\nabc" +
+		"GET http://" + up.addr() + "/two HTTP/1.1\r\n" + head + "\r\n"
+	resp, conn, br := px.rawRequest(raw)
+	defer conn.Close()
+	if got := readBody(t, resp); got != "ok" {
+		t.Fatalf("body %q", got)
+	}
+	// The second answer is read raw: http.ReadResponse canonicalises too.
+	var answer []string
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("second answer on the kept-alive connection: %v", err)
+		}
+		if line = strings.TrimRight(line, "\r\n"); line == "" {
+			break
+		}
+		answer = append(answer, line)
+	}
+	got := up.lastHead(t)
+	want := []string{
+		"GET /two HTTP/1.1",
+		"Host: UPSTREAM",
+		"zz-last-alphabetically: 1",
+		"Sec-WebSocket-Key: k",
+		"X-UPPER: u",
+		"aa-first: 2",
+		"Via: 1.1 hopscope",
+	}
+	if g := strings.ReplaceAll(strings.Join(got, "\n"), up.addr(), "UPSTREAM"); g != strings.Join(want, "\n") {
+		t.Errorf("the destination saw:\n%s\nwant:\n%s", g, strings.Join(want, "\n"))
+	}
+	for _, field := range []string{"x-lower-case: 1", "Sec-WebSocket-Accept: 2"} {
+		if !slices.Contains(answer, field) {
+			t.Errorf("answer lacks %q as the destination wrote it:\n%s", field, strings.Join(answer, "\n"))
+		}
+	}
+}
+
