@@ -148,7 +148,8 @@ func (s *Server) openTunnel(ctx context.Context, client net.Conn, target policy.
 			rec.BytesUp, rec.BytesDown = counted.read.Load(), counted.written.Load()
 			finish()
 		})
-	case first.http:
+	case first.http && !s.opts.Persona.any():
+		// squid and tinyproxy splice what they do not bump; so do their personas.
 		rec.Mode, t.scheme = modeHTTP, "http"
 		counted := &countingConn{Conn: first.client}
 		s.publishTunnel(flow.KindTunnelOpen, rec)
