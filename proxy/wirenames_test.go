@@ -52,4 +52,3 @@ func TestHeaderCaseAndOrderKept(t *testing.T) {
 		}
 	}
 }
-
