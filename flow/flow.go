@@ -289,7 +289,8 @@ type WSMessage struct {
 	Tunnel ID
 	// Seq numbers the session's messages from 1, both directions
 	// together, in the order hopscope saw them complete.
-	Seq    uint64
+	Seq uint64
+	// Time is when the read that completed the message returned.
 	Time   time.Time
 	From   Side
 	Opcode Opcode

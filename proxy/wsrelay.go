@@ -263,6 +263,11 @@ type wsDirection struct {
 	// slab holds the payload copies made for observers, so that copying
 	// them costs an allocation per block, not per message.
 	slab flow.Slab
+	// arrived is when the chunk being fed was read, the time of every
+	// message it completes: one clock read per chunk, not per message
+	// (reading the clock is dearer than relaying a small frame). Zero
+	// when nobody observes.
+	arrived time.Time
 }
 
 func (d *wsDirection) run(prefix []byte) error {
@@ -289,6 +294,9 @@ func (d *wsDirection) run(prefix []byte) error {
 // feed parses one chunk and passes it on.
 func (d *wsDirection) feed(chunk []byte) error {
 	d.chunk, d.segLive, d.frameOff = chunk, false, -1
+	if d.sess.srv.flows.Active() {
+		d.arrived = time.Now()
+	}
 	err := d.parser.Feed(chunk, d)
 	if err != nil {
 		err = d.failed(err)
@@ -575,9 +583,13 @@ func (d *wsDirection) publish(m *wsframe.Message, action, rule, note string, rep
 		d.sess.seq.Add(1)
 		return
 	}
+	arrived := d.arrived
+	if arrived.IsZero() { // the observer came mid-chunk
+		arrived = time.Now()
+	}
 	rec := flow.WSMessage{
 		Session: d.sess.id, Client: d.sess.info.flowClient(), Tunnel: d.sess.info.tunnelFlow,
-		Seq: d.sess.seq.Add(1), Time: time.Now(), From: flowSide(d.from), Opcode: flow.Opcode(m.Op),
+		Seq: d.sess.seq.Add(1), Time: arrived, From: flowSide(d.from), Opcode: flow.Opcode(m.Op),
 		Len: m.Len, WireLen: m.WireLen, PayloadLen: m.PayloadLen, Fragments: m.Fragments,
 		Compressed: m.Compressed, Truncated: m.Truncated, Action: action, Rule: rule, Note: note,
 	}
