@@ -21,6 +21,7 @@ import (
 // so a setting is spelled the same way in both places.
 type Config struct {
 	Listen                string        `yaml:"listen"`
+	SOCKS5                string        `yaml:"socks5"`
 	ConnectPorts          string        `yaml:"connect-ports"`
 	AllowHost             []string      `yaml:"allow-host"`
 	DenyHost              []string      `yaml:"deny-host"`
@@ -161,6 +162,7 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.SetOutput(output)
 	fs.String("config", "", "YAML `file` with the same settings as the flags (keys are flag names); flags override it")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "`address` to listen on")
+	fs.StringVar(&cfg.SOCKS5, "socks5", cfg.SOCKS5, "also serve SOCKS5 (RFC 1928 CONNECT, RFC 1929 user/password) on `address`, under the same policy and credentials; empty: off")
 	fs.StringVar(&cfg.ConnectPorts, "connect-ports", cfg.ConnectPorts, "`ports` CONNECT may reach: 443,8443, ranges 9000-9100, or *")
 	fs.Var(&listFlag{values: &cfg.AllowHost}, "allow-host", "allow only destinations matching `pattern` (repeatable): host, *.example.com, IP, CIDR, optional :port")
 	fs.Var(&listFlag{values: &cfg.DenyHost}, "deny-host", "deny destinations matching `pattern` (repeatable); deny wins over allow")

@@ -93,13 +93,18 @@ func TestOpenProxyRefused(t *testing.T) {
 		{func(c *Config) { c.Listen = ":8080"; c.Auth = []string{"a:b"} }, false},
 		{func(c *Config) { c.Listen = ":8080"; c.Htpasswd = "users" }, false},
 		{func(c *Config) { c.Listen = ":8080"; c.AllowClient = []string{"10.0.0.0/8"} }, false},
+		// The SOCKS5 listener is held to the same rule.
+		{func(c *Config) { c.SOCKS5 = "127.0.0.1:1080" }, false},
+		{func(c *Config) { c.SOCKS5 = "0.0.0.0:1080" }, true},
+		{func(c *Config) { c.SOCKS5 = ":1080"; c.Auth = []string{"a:b"} }, false},
+		{func(c *Config) { c.SOCKS5 = "192.0.2.1:1080"; c.AllowOpen = true }, false},
 	}
 	for _, tc := range cases {
 		cfg := Default()
 		tc.cfg(&cfg)
 		err := cfg.CheckOpenProxy()
 		if (err != nil) != tc.refuse {
-			t.Errorf("listen %s auth %v clients %v open %v: err %v", cfg.Listen, cfg.Auth, cfg.AllowClient, cfg.AllowOpen, err)
+			t.Errorf("listen %s socks5 %s auth %v clients %v open %v: err %v", cfg.Listen, cfg.SOCKS5, cfg.Auth, cfg.AllowClient, cfg.AllowOpen, err)
 		}
 		if err != nil && (!strings.Contains(err.Error(), "open proxy") || !strings.Contains(err.Error(), "--allow-open")) {
 			t.Errorf("the refusal must say why and how: %v", err)

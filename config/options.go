@@ -187,16 +187,26 @@ func (cfg Config) proxyOptions() (*proxy.Options, error) {
 	return opts, nil
 }
 
-// CheckOpenProxy refuses to listen on a non-loopback address with neither
-// authentication nor a client allowlist: that is an open proxy anyone on the
-// network (or the internet) can relay through.
+// CheckOpenProxy refuses to listen (HTTP or SOCKS5) on a non-loopback
+// address with neither authentication nor a client allowlist: that is an
+// open proxy anyone on the network (or the internet) can relay through.
 func (cfg Config) CheckOpenProxy() error {
 	if cfg.AllowOpen || len(cfg.Auth) > 0 || cfg.Htpasswd != "" || len(cfg.AllowClient) > 0 {
 		return nil
 	}
-	host, _, err := net.SplitHostPort(cfg.Listen)
+	if err := checkLoopback("--listen", cfg.Listen); err != nil {
+		return err
+	}
+	if cfg.SOCKS5 != "" {
+		return checkLoopback("--socks5", cfg.SOCKS5)
+	}
+	return nil
+}
+
+func checkLoopback(flagName, listen string) error {
+	host, _, err := net.SplitHostPort(listen)
 	if err != nil {
-		return UsageError{Msg: fmt.Sprintf("--listen %q: not host:port: %v", cfg.Listen, err)}
+		return UsageError{Msg: fmt.Sprintf("%s %q: not host:port: %v", flagName, listen, err)}
 	}
 	if host == "localhost" {
 		return nil
@@ -204,8 +214,8 @@ func (cfg Config) CheckOpenProxy() error {
 	if addr, err := netip.ParseAddr(host); err == nil && addr.Unmap().IsLoopback() {
 		return nil
 	}
-	return UsageError{Msg: fmt.Sprintf("refusing to listen on %s: it is not a loopback address, and with neither --auth, --htpasswd nor --allow-client anyone who can reach it could use hopscope as an open proxy. "+
-		"Add credentials or a client range, or pass --allow-open if that is what you want.", cfg.Listen)}
+	return UsageError{Msg: fmt.Sprintf("refusing to listen on %s (%s): it is not a loopback address, and with neither --auth, --htpasswd nor --allow-client anyone who can reach it could use hopscope as an open proxy. "+
+		"Add credentials or a client range, or pass --allow-open if that is what you want.", listen, flagName)}
 }
 
 func (cfg Config) loadCA(opts *proxy.Options) (CAStatus, error) {

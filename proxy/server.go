@@ -41,6 +41,7 @@ type Server struct {
 	goproxy   *goproxy.ProxyHttpServer
 	http      *http.Server
 	hijacked  connSet
+	socks     socksListeners
 	buffers   *bufferPool
 	wsPool    *wsframe.Pool
 	via       viaCache
@@ -155,10 +156,12 @@ func redactedURL(u *url.URL) string {
 // in-flight exchanges and tunnels to finish; then it closes what is left,
 // and last the flow bus, once observers have seen every record.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.socks.closeListeners()
 	err := s.http.Shutdown(ctx)
 	if err != nil {
 		_ = s.http.Close()
 	}
+	s.socks.shutdown(ctx)
 	if !s.hijacked.waitIdle(ctx) {
 		s.hijacked.closeAll()
 		// Closed sockets end every relay promptly.
@@ -298,19 +301,25 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, info connInfo) {
 	}
 }
 
-func (s *Server) clientAllowed(r *http.Request) bool {
-	addr, err := netip.ParseAddrPort(r.RemoteAddr)
+func (s *Server) clientAllowed(r *http.Request) bool { return s.clientAllowedAt(r.RemoteAddr) }
+
+// clientAllowedAt checks a client's host:port against --allow-client.
+func (s *Server) clientAllowedAt(remote string) bool {
+	addr, err := netip.ParseAddrPort(remote)
 	if err != nil {
 		return len(s.opts.Policy.Clients) == 0
 	}
 	return s.opts.Policy.AllowClient(addr.Addr())
 }
 
-func clientIP(r *http.Request) string {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+func clientIP(r *http.Request) string { return clientHost(r.RemoteAddr) }
+
+// clientHost is the host part of a client's host:port.
+func clientHost(remote string) string {
+	if host, _, err := net.SplitHostPort(remote); err == nil {
 		return host
 	}
-	return r.RemoteAddr
+	return remote
 }
 
 // requestTarget works out where a proxied request goes.

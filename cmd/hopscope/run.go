@@ -87,11 +87,25 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
+	var socksLn net.Listener
+	if cfg.SOCKS5 != "" {
+		if socksLn, err = net.Listen("tcp", cfg.SOCKS5); err != nil {
+			ln.Close()
+			return fmt.Errorf("listening on %s (--socks5): %w", cfg.SOCKS5, err)
+		}
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	var socksServed chan error // nil, so never ready, without --socks5
+	if socksLn != nil {
+		socksServed = make(chan error, 1)
+		go func() { socksServed <- srv.ServeSOCKS(socksLn) }()
+	}
 	select {
 	case err := <-served:
 		return fmt.Errorf("serving on %s: %w", cfg.Listen, err)
+	case err := <-socksServed:
+		return fmt.Errorf("serving SOCKS5 on %s: %w", cfg.SOCKS5, err)
 	case <-ctx.Done():
 	}
 	logger.Info().Str("event", "shutdown").Str("timeout", cfg.ShutdownTimeout.String()).Msg("shutting down")
@@ -102,6 +116,11 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serving on %s: %w", cfg.Listen, err)
+	}
+	if socksLn != nil {
+		if err := <-socksServed; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serving SOCKS5 on %s: %w", cfg.SOCKS5, err)
+		}
 	}
 	return nil
 }

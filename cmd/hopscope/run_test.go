@@ -46,6 +46,7 @@ func TestBadSettingsAreRefused(t *testing.T) {
 		{[]string{"--log-format", "xml"}, "--log-format"},
 		{[]string{"--pseudonym", "two words"}, "--pseudonym"},
 		{[]string{"--listen", "nonsense"}, "--listen"},
+		{[]string{"--socks5", "0.0.0.0:1080"}, "--socks5"},
 		{[]string{"--bogus"}, "bogus"},
 		{[]string{"extra-arg"}, "extra-arg"},
 	}
@@ -69,7 +70,7 @@ func TestVersionAndHelp(t *testing.T) {
 	}
 	for _, w := range []string{"--listen", "--connect-ports", "--allow-host", "--deny-host", "--auth", "--htpasswd",
 		"--upstream-ca", "--insecure-upstream", "--upstream-proxy", "--log-format", "--log-level", "--log-file",
-		"--config", "--allow-client", "--allow-open", "--shutdown-timeout"} {
+		"--config", "--allow-client", "--allow-open", "--shutdown-timeout", "--socks5"} {
 		if !strings.Contains(out.String(), "  "+w+" ") && !strings.Contains(out.String(), "  "+w+"\n") {
 			t.Errorf("help does not list %s", w)
 		}
@@ -138,14 +139,21 @@ func TestRunServesAndShutsDown(t *testing.T) {
 
 func waitListenAddr(t *testing.T, logFile string) string {
 	t.Helper()
+	return waitListenProtocol(t, logFile, "")
+}
+
+// waitListenProtocol returns the address of the listen event for protocol
+// ("" for the HTTP proxy, "socks5").
+func waitListenProtocol(t *testing.T, logFile, protocol string) string {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		data, _ := os.ReadFile(logFile)
 		for _, line := range strings.Split(string(data), "\n") {
 			var e struct {
-				Event, Addr string
+				Event, Addr, Protocol string
 			}
-			if json.Unmarshal([]byte(line), &e) == nil && e.Event == "listen" {
+			if json.Unmarshal([]byte(line), &e) == nil && e.Event == "listen" && e.Protocol == protocol {
 				return e.Addr
 			}
 		}
@@ -170,4 +178,36 @@ func getInBackground(tr *http.Transport, u string) <-chan string {
 		answer <- string(b)
 	}()
 	return answer
+}
+
+// --socks5 serves SOCKS5 beside the HTTP listener, and both stop on
+// shutdown.
+func TestRunServesSOCKS5(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "via socks")
+	}))
+	defer origin.Close()
+	logFile := filepath.Join(t.TempDir(), "events.log")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--socks5", "127.0.0.1:0", "--connect-ports", "*", "--log-file", logFile}, io.Discard, io.Discard)
+	}()
+	addr := waitListenProtocol(t, logFile, "socks5")
+	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "socks5h", Host: addr})}
+	defer tr.CloseIdleConnections()
+	if got := <-getInBackground(tr, origin.URL); got != "via socks" {
+		t.Errorf("through --socks5: %q", got)
+	}
+	tr.CloseIdleConnections()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run returned %v after shutdown", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after its context ended")
+	}
 }
