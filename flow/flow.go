@@ -310,6 +310,10 @@ type WSMessage struct {
 	// Rule is the name of the rule that decided, Note why a rule could
 	// not act or which fault acted.
 	Rule, Note string
+	// Actor says who decided the action: "rule", "fault", "person" (an
+	// interceptor's user), "timeout" (a paused message forwarded when
+	// nobody acted); "" when nothing acted.
+	Actor string
 	// CloseCode and CloseReason are set for close frames.
 	CloseCode   uint16
 	CloseReason string

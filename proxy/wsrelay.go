@@ -14,7 +14,6 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/hopscope/hopscope/flow"
-	"github.com/hopscope/hopscope/policy"
 	"github.com/hopscope/hopscope/proxy/wsframe"
 )
 
@@ -75,6 +74,9 @@ type wsSession struct {
 	upstream *wsPeer
 	idle     *idleClock  // nil: no idle limit
 	faults   *connFaults // nil: no --fault
+	// intercept is the interceptor's decider for this session (both
+	// directions); nil: none.
+	intercept WSDecider
 	// swallowClient holds every byte the client sends after the upgrade
 	// (the web-filter profile): the server never receives a message.
 	swallowClient bool
@@ -149,7 +151,7 @@ func (sess *wsSession) publishClose(fromClient, fromServer *wsDirection) {
 
 func (sess *wsSession) direction(from wsframe.Side, src, dst *wsPeer, takeover bool) *wsDirection {
 	opts := sess.srv.opts.WebSocket
-	return &wsDirection{
+	d := &wsDirection{
 		sess: sess,
 		from: from,
 		src:  src,
@@ -170,6 +172,16 @@ func (sess *wsSession) direction(from wsframe.Side, src, dst *wsPeer, takeover b
 		// sender resets its compressor per message.
 		canModifyCompressed: !takeover && !sess.neg.unknown,
 	}
+	if rules := opts.Rules; len(rules) > 0 {
+		d.deciders = append(d.deciders, &ruleDecider{rules: rules})
+	}
+	if sess.intercept != nil {
+		d.deciders = append(d.deciders, sess.intercept)
+	}
+	if d.faults != nil {
+		d.deciders = append(d.deciders, faultDecider{faults: d.faults})
+	}
+	return d
 }
 
 // swallow reads and keeps nothing of what the client sends, as a filtering
@@ -258,6 +270,12 @@ type wsDirection struct {
 	held     *[]byte   // wire bytes of the held data message
 	ctrlHeld [131]byte // wire bytes of a held control frame (at most 6+125)
 	ctrlN    int
+
+	// deciders say what happens to each complete message, in order:
+	// rules, the interceptor's breakpoints, faults.
+	deciders []WSDecider
+	verdict  WSVerdict     // reused for every message
+	view     WSMessageView // reused for every message
 
 	messages, wireBytes int64
 	// slab holds the payload copies made for observers, so that copying
@@ -477,107 +495,22 @@ func (d *wsDirection) releaseHeld() {
 	}
 }
 
-// Message implements wsframe.Sink: it applies the rules, passes on, drops
-// or rewrites the message, and publishes it.
+// Message implements wsframe.Sink: the deciders say what happens to the
+// message, the relay publishes it with their verdict and applies it.
 func (d *wsDirection) Message(m *wsframe.Message) error {
 	d.messages++
 	d.wireBytes += m.WireLen
-	from := d.from.String()
 	if m.Op == ws.OpClose {
-		d.sess.noteClose(from, m.CloseCode, m.CloseReason)
+		d.sess.noteClose(d.from.String(), m.CloseCode, m.CloseReason)
 	}
-	action, ruleName, note := policy.WSPass, "", ""
-	rules := d.sess.srv.opts.WebSocket.Rules
-	var rule *policy.WSRule
-	if len(rules) > 0 {
-		rule = rules.Match(policy.WSMessage{
-			From: from, Type: wsframe.OpName(m.Op), URL: d.sess.url,
-			Payload: m.Payload, Len: messageLen(m), Truncated: m.Truncated,
-		})
-	}
-	if rule != nil {
-		action, ruleName = rule.Action, rule.Name
-	}
-	held := m.Op.IsControl() || d.hold && !d.overflow
-	switch {
-	case action == policy.WSPass:
-	case !held:
-		note = fmt.Sprintf("passed: larger than --ws-inspect-limit (%d bytes), so it was streamed before the rule could act", d.sess.srv.opts.WebSocket.InspectLimit)
-		action = policy.WSPass
-	case m.Compressed && !d.canModifyCompressed && action != policy.WSClose:
-		note = "passed: the sender keeps compression context, so dropping or changing a message would corrupt the ones after it"
-		action = policy.WSPass
-	case action == policy.WSRewrite && m.Truncated:
-		note = "passed: only part of the message could be inspected, so it cannot be rewritten"
-		action = policy.WSPass
-	}
-	var verdict messageVerdict
-	if action == policy.WSPass {
-		verdict = d.faults.decide(wsframe.OpName(m.Op), !m.Op.IsControl())
-		switch {
-		case !held && (verdict.drop || verdict.duplicate || verdict.delay > 0):
-			verdict = messageVerdict{closeCode: verdict.closeCode}
-		case verdict.drop:
-			action, note = policy.WSDrop, "fault "+verdict.fault
-		}
-	}
-	var replacement []byte
-	if action == policy.WSRewrite {
-		replacement = rule.Rewrite(m.Payload)
-	}
-	d.publish(m, action, ruleName, note, replacement)
-
-	if !m.Op.IsControl() {
-		// The data message is done. A control frame between fragments
-		// must leave the message being held alone.
-		defer func() {
-			d.holding = false
-			if d.held != nil {
-				*d.held = (*d.held)[:0]
-			}
-		}()
-	}
-	switch action {
-	case policy.WSDrop:
-		return nil
-	case policy.WSRewrite:
-		if err := d.flush(); err != nil {
-			return err
-		}
-		return d.write(dataFrame(m.Op, replacement, d.from == wsframe.Client))
-	case policy.WSClose:
-		if err := d.flush(); err != nil {
-			return err
-		}
-		code := ws.StatusCode(rule.Code)
-		d.sess.closeBoth(code, code, rule.Reason, rule.Reason)
-		return errClosedByProxy
-	}
-	if held {
-		if verdict.delay > 0 {
-			if err := d.flush(); err != nil {
-				return err
-			}
-			time.Sleep(verdict.delay)
-		}
-		if err := d.passHeld(m, verdict.duplicate); err != nil {
-			return err
-		}
-	}
-	if verdict.closeCode != 0 {
-		if err := d.flush(); err != nil {
-			return err
-		}
-		code := ws.StatusCode(verdict.closeCode)
-		d.sess.closeBoth(code, code, "hopscope fault "+verdict.fault, "hopscope fault "+verdict.fault)
-		return errClosedByProxy
-	}
-	return nil
+	v := d.decide(m)
+	d.publish(m, v)
+	return d.apply(m, v)
 }
 
 // publish hands the message's record to the flow bus. It allocates
 // nothing unless an observer wants payloads, and then once per slab.
-func (d *wsDirection) publish(m *wsframe.Message, action, rule, note string, replacement []byte) {
+func (d *wsDirection) publish(m *wsframe.Message, v *WSVerdict) {
 	bus := d.sess.srv.flows
 	if !bus.Active() {
 		d.sess.seq.Add(1)
@@ -591,14 +524,15 @@ func (d *wsDirection) publish(m *wsframe.Message, action, rule, note string, rep
 		Session: d.sess.id, Client: d.sess.info.flowClient(), Tunnel: d.sess.info.tunnelFlow,
 		Seq: d.sess.seq.Add(1), Time: arrived, From: flowSide(d.from), Opcode: flow.Opcode(m.Op),
 		Len: m.Len, WireLen: m.WireLen, PayloadLen: m.PayloadLen, Fragments: m.Fragments,
-		Compressed: m.Compressed, Truncated: m.Truncated, Action: action, Rule: rule, Note: note,
+		Compressed: m.Compressed, Truncated: m.Truncated, Action: v.Action, Rule: v.Rule, Note: v.Note,
+		Actor: v.Actor,
 	}
 	if m.Op == ws.OpClose {
 		rec.CloseCode, rec.CloseReason = uint16(m.CloseCode), m.CloseReason
 	}
 	if n := bus.PayloadBytes(); n > 0 {
 		rec.Payload = d.slab.Copy(m.Payload, n)
-		rec.Replacement = d.slab.Copy(replacement, n)
+		rec.Replacement = d.slab.Copy(v.Replacement, n)
 	}
 	bus.Publish(flow.Record{Kind: flow.KindWSMessage, Message: rec})
 }

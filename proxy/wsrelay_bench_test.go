@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hopscope/hopscope/eventlog"
+	"github.com/hopscope/hopscope/policy"
 	"github.com/hopscope/hopscope/proxy/wsframe"
 )
 
@@ -31,8 +32,12 @@ func BenchmarkRelayFrame(b *testing.B) {
 		name string
 		op   ws.OpCode
 		log  string // "": no observer
-	}{{"text-preview", ws.OpText, eventlog.WSLogPreview}, {"binary-preview", ws.OpBinary, eventlog.WSLogPreview},
-		{"meta", ws.OpBinary, eventlog.WSLogMeta}, {"unobserved", ws.OpBinary, ""}} {
+		// held: a rule that never matches makes the relay hold every
+		// message and ask the deciders, which do nothing.
+		held bool
+	}{{"text-preview", ws.OpText, eventlog.WSLogPreview, false}, {"binary-preview", ws.OpBinary, eventlog.WSLogPreview, false},
+		{"meta", ws.OpBinary, eventlog.WSLogMeta, false}, {"unobserved", ws.OpBinary, "", false},
+		{"held-deciders-idle", ws.OpText, eventlog.WSLogMeta, true}} {
 		b.Run(tc.name, func(b *testing.B) {
 			logger := zerolog.New(io.Discard).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 			srv, err := New(nil, logger)
@@ -43,6 +48,13 @@ func BenchmarkRelayFrame(b *testing.B) {
 				eventlog.Subscribe(srv.Flows(), logger, eventlog.Options{WSLog: tc.log})
 			}
 			b.Cleanup(srv.Flows().Close)
+			if tc.held {
+				rules, err := policy.CompileWSRules([]policy.WSRuleSpec{{Match: policy.WSMatchSpec{Contains: "never"}, Action: policy.WSDrop}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				srv.opts.WebSocket.Rules = rules
+			}
 			sess := &wsSession{srv: srv, url: "ws://bench/", path: "forward", start: time.Now(),
 				client: &wsPeer{conn: discardConn{}}, upstream: &wsPeer{conn: discardConn{}}}
 			d := sess.direction(wsframe.Client, sess.client, sess.upstream, false)
