@@ -237,7 +237,7 @@ func (b *builder) websocket(e *Entry, x *store.Export) {
 		e.Request.URL = wsURL(ss.URL)
 		si := &SessionInfo{
 			ID: uint64(ss.ID), Path: ss.Path, Subprotocol: ss.Subprotocol, Extensions: ss.Extensions,
-			AcceptMismatch: ss.AcceptMismatch, Start: isoTime(ss.Start), Open: f.Open,
+			AcceptMismatch: ss.AcceptMismatch, Start: isoTime(ss.Start), Open: f.Open, CloseHandshake: ss.CloseHandshake,
 			Code: ss.Code, Reason: ss.Reason, ClosedBy: ss.ClosedBy, DurationMS: ms(ss.Duration), Error: ss.Error,
 			ClientMessages: ss.ClientMessages, ClientBytes: ss.ClientBytes, ServerMessages: ss.ServerMessages, ServerBytes: ss.ServerBytes,
 		}

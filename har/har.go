@@ -278,12 +278,15 @@ type FaultInfo struct {
 type SessionInfo struct {
 	ID uint64 `json:"id"`
 	// Path is forward, tunnel or bump.
-	Path           string  `json:"path,omitempty"`
-	Subprotocol    string  `json:"subprotocol,omitempty"`
-	Extensions     string  `json:"extensions,omitempty"`
-	AcceptMismatch bool    `json:"accept_mismatch,omitempty"`
-	Start          string  `json:"start"`
-	Open           bool    `json:"open,omitempty"`
+	Path           string `json:"path,omitempty"`
+	Subprotocol    string `json:"subprotocol,omitempty"`
+	Extensions     string `json:"extensions,omitempty"`
+	AcceptMismatch bool   `json:"accept_mismatch,omitempty"`
+	Start          string `json:"start"`
+	Open           bool   `json:"open,omitempty"`
+	// CloseHandshake is set when a close frame was seen; without one
+	// the TCP connection just ended (code 1006).
+	CloseHandshake bool    `json:"close_handshake,omitempty"`
 	Code           uint16  `json:"code,omitempty"`
 	Reason         string  `json:"reason,omitempty"`
 	ClosedBy       string  `json:"closed_by,omitempty"`

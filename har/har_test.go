@@ -96,7 +96,7 @@ func sample(t *testing.T) *store.Store {
 	}
 	recs = append(recs, flow.Record{Kind: flow.KindFault, Fault: &flow.Fault{Client: client, Flow: ss.ID, Fault: "ws-delay", Spec: "ws-delay=50ms", From: "client", Detail: "held 50ms", Message: 1, Time: m1.Time}})
 	closed := *ss
-	closed.Code, closed.Reason, closed.ClosedBy, closed.Duration = 1000, "bye", "client", 700*time.Millisecond
+	closed.Code, closed.Reason, closed.ClosedBy, closed.Duration, closed.CloseHandshake = 1000, "bye", "client", 700*time.Millisecond, true
 	closed.ClientMessages, closed.ClientBytes, closed.ServerMessages, closed.ServerBytes = 4, 47, 2, 13
 	recs = append(recs, flow.Record{Kind: flow.KindWSClose, Session: &closed})
 

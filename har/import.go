@@ -225,6 +225,7 @@ func (im *importer) entry(e *Entry) {
 	// An imported session is not live: it ends where the file ends.
 	if si := x.Session; si != nil {
 		closed.Code, closed.Reason, closed.ClosedBy, closed.Error = si.Code, si.Reason, si.ClosedBy, si.Error
+		closed.CloseHandshake = si.CloseHandshake
 		closed.Duration = durationMS(si.DurationMS)
 		if !si.Open {
 			closed.ClientMessages, closed.ClientBytes = si.ClientMessages, si.ClientBytes

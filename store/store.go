@@ -23,6 +23,9 @@ const (
 	// maxViolationsPerFlow bounds the violations kept on one flow (a
 	// session ends at its first, so this is generous).
 	maxViolationsPerFlow = 8
+	// smallPayload is the largest payload flow.Slab carves from a shared
+	// block; the store copies those (see capPayload).
+	smallPayload = 1 << 10
 )
 
 // Options bound a Store. The zero value means the defaults.
@@ -424,9 +427,11 @@ func (s *Store) pushMessage(e *entry, m *Message) {
 }
 
 // capPayload keeps at most ItemBytes of p. It copies when it keeps less
-// than p, or when p's backing array is much larger than what is kept
-// (another observer asked the bus for more), so the store's count of
-// bytes is what it really holds. whole is the payload's full length.
+// than p, when p's backing array is larger than what is kept (another
+// observer asked the bus for more), and always for small payloads, which
+// the relay carves from shared 16 KiB blocks (flow.Slab): a kept carving
+// would keep its whole block alive. So the store's count of bytes is what
+// it really holds. whole is the payload's full length.
 func (s *Store) capPayload(p []byte, whole int64) (kept []byte, cut bool, sum string) {
 	if p == nil {
 		return nil, whole > 0, ""
@@ -438,7 +443,7 @@ func (s *Store) capPayload(p []byte, whole int64) (kept []byte, cut bool, sum st
 		h := sha256.Sum256(p)
 		sum = hex.EncodeToString(h[:])
 	}
-	if n < len(p) || cap(p) > n+n/4+64 {
+	if n <= smallPayload || n < len(p) || cap(p) > n+n/4+64 {
 		return append([]byte(nil), p[:n]...), cut, sum
 	}
 	return p[:n:n], cut, sum

@@ -495,3 +495,26 @@ func TestConcurrentUse(t *testing.T) {
 		t.Error("nothing kept")
 	}
 }
+
+// TestSmallPayloadsDoNotPinTheRelaysBlocks: the relay carves small
+// payload copies from shared 16 KiB blocks (flow.Slab); a store that kept
+// the carvings would keep whole blocks alive behind a count of a few
+// bytes.
+func TestSmallPayloadsDoNotPinTheRelaysBlocks(t *testing.T) {
+	w := newWorld()
+	st := New(Options{Now: w.clock.now})
+	ws := w.websocket("ws://slab.example/")
+	var slab flow.Slab
+	r := ws.msg(flow.FromClient, flow.OpText, "")
+	r.Message.Payload = slab.Copy([]byte("tiny"), 100)
+	r.Message.Len = 4
+	publish(t, st, append(ws.open(), r)...)
+	page, _, _ := st.Messages(ws.ss.ID, MessageQuery{})
+	kept := page.Messages[0].Payload
+	if string(kept) != "tiny" {
+		t.Fatalf("kept %q", kept)
+	}
+	if &kept[0] == &r.Message.Payload[0] {
+		t.Error("the store kept the relay's slab carving, pinning its block")
+	}
+}
