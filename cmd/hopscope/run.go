@@ -66,6 +66,9 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := checkStoreSettings(cfg); err != nil {
+		return err
+	}
 	logger, closeLog, err := newLogger(cfg, stderr)
 	if err != nil {
 		return err
@@ -83,6 +86,10 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	// the bus after the last exchange, and the log has written it all when
 	// Shutdown returns.
 	eventlog.Subscribe(srv.Flows(), logger, logOpts)
+	flows, err := newFlowStore(cfg, srv.Flows())
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
@@ -111,8 +118,18 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	logger.Info().Str("event", "shutdown").Str("timeout", cfg.ShutdownTimeout.String()).Msg("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return err
+	shutdownErr := srv.Shutdown(shutdownCtx)
+	if flows != nil && cfg.HAR != "" {
+		// Shutdown has closed the bus: the store holds the last flows.
+		if err := writeHARFile(cfg.HAR, flows); err != nil {
+			return errors.Join(shutdownErr, err)
+		}
+		s := flows.Stats()
+		logger.Info().Str("event", "har").Str("file", cfg.HAR).Int("flows", s.Flows).Int("messages", s.Messages).
+			Uint64("evicted_flows", s.EvictedFlows).Uint64("evicted_messages", s.EvictedMessages).Msg("wrote the flows as HAR")
+	}
+	if shutdownErr != nil {
+		return shutdownErr
 	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serving on %s: %w", cfg.Listen, err)
