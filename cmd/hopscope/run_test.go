@@ -135,6 +135,15 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	if stderr.String() != "" {
 		t.Errorf("with --log-file nothing goes to stderr, got %q", stderr.String())
 	}
+	// The event log runs beside the proxy; when run returns, it has
+	// written the exchange that finished during the shutdown.
+	logged, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(logged), `"event":"http"`) || !strings.Contains(string(logged), `"url":"`+origin.URL+`/"`) {
+		t.Errorf("no http event for the in-flight exchange in the log:\n%s", logged)
+	}
 }
 
 func waitListenAddr(t *testing.T, logFile string) string {
