@@ -202,7 +202,10 @@ func (l *Log) tunnel(t *flow.Tunnel) {
 		Int64("bytes_up", t.BytesUp).Int64("bytes_down", t.BytesDown).
 		Float64("duration_ms", ms(t.Duration))
 	if t.Mode == "bump" {
-		ev.Str("sni", t.SNI).Str("tls_version", t.TLSVersion).Str("alpn", t.ALPN).Str("leaf", t.Leaf)
+		ev.Str("sni", t.SNI).Str("tls_version", t.TLSVersion).Str("alpn", t.ALPN).Str("leaf", t.Leaf).Str("leaf_names", t.LeafNames)
+		if t.LeafNote != "" {
+			ev.Str("leaf_note", t.LeafNote)
+		}
 	}
 	if t.Error != "" {
 		ev.Str("error", t.Error)

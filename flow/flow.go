@@ -168,6 +168,10 @@ type Tunnel struct {
 	Error              string
 	// Set for bumped tunnels.
 	SNI, TLSVersion, ALPN, Leaf string
+	// LeafNames is "upstream" when the leaf carries the names of the
+	// destination's certificate, "requested" when it was minted from the
+	// requested name alone; LeafNote then says why.
+	LeafNames, LeafNote string
 }
 
 // Denial is a policy refusal.

@@ -8,9 +8,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"fmt"
 	"math/big"
 	"net"
@@ -57,9 +59,17 @@ type Issuer struct {
 }
 
 type cacheEntry struct {
-	name string
+	key  string
 	cert *tls.Certificate
 }
+
+// Bounds on the names copied from an upstream certificate: enough for the
+// largest multi-domain certificates in use, small enough that a hostile
+// destination cannot make hopscope mint a huge leaf.
+const (
+	maxCopiedDNSNames = 100
+	maxCopiedIPs      = 20
+)
 
 // NewIssuer returns an Issuer for ca.
 func NewIssuer(ca *certs.CA, opts IssuerOptions) *Issuer {
@@ -78,24 +88,41 @@ func (i *Issuer) Minted() uint64 { return i.minted.Load() }
 // Certificate returns a leaf for name (a host name or an IP literal), and
 // whether it was minted for this call rather than taken from the cache.
 func (i *Issuer) Certificate(name string) (cert *tls.Certificate, minted bool, err error) {
+	return i.CertificateLike(name, nil)
+}
+
+// CertificateLike returns a leaf for name that also carries the names of
+// upstream, the destination's own leaf (nil: name alone): its DNS and IP
+// subject alternative names (bounded in count) and its common name, as
+// mitmproxy's upstream_cert does. A client then accepts the leaf for any
+// name the destination's certificate would pass for, such as Node.js
+// checking "localhost" on a connection to 127.0.0.1. The cache key holds
+// the upstream leaf's fingerprint, so two destinations behind one name or
+// address never share a leaf.
+func (i *Issuer) CertificateLike(name string, upstream *x509.Certificate) (cert *tls.Certificate, minted bool, err error) {
 	name = strings.TrimSuffix(strings.ToLower(name), ".")
 	if name == "" {
 		return nil, false, fmt.Errorf("minting a leaf certificate: no host name")
 	}
-	if cert := i.cached(name); cert != nil {
+	key := name
+	if upstream != nil {
+		sum := sha256.Sum256(upstream.Raw)
+		key = name + " like " + hex.EncodeToString(sum[:])
+	}
+	if cert := i.cached(key); cert != nil {
 		return cert, false, nil
 	}
 	// Only the caller whose function ran minted; singleflight's "shared"
 	// is true for that caller too when others waited on it.
-	v, err, _ := i.group.Do(name, func() (any, error) {
-		if cert := i.cached(name); cert != nil {
+	v, err, _ := i.group.Do(key, func() (any, error) {
+		if cert := i.cached(key); cert != nil {
 			return cert, nil // minted by a call that finished just before
 		}
-		cert, err := i.mint(name)
+		cert, err := i.mint(name, upstream)
 		if err != nil {
 			return nil, err
 		}
-		i.store(name, cert)
+		i.store(key, cert)
 		minted = true
 		return cert, nil
 	})
@@ -130,17 +157,18 @@ func (i *Issuer) store(name string, cert *tls.Certificate) {
 		i.lru.MoveToFront(el)
 		return
 	}
-	i.index[name] = i.lru.PushFront(&cacheEntry{name: name, cert: cert})
+	i.index[name] = i.lru.PushFront(&cacheEntry{key: name, cert: cert})
 	for i.lru.Len() > i.max {
 		oldest := i.lru.Back()
 		i.lru.Remove(oldest)
-		delete(i.index, oldest.Value.(*cacheEntry).name)
+		delete(i.index, oldest.Value.(*cacheEntry).key)
 	}
 }
 
-// mint signs a new ECDSA P-256 leaf for name. P-256 keys take microseconds
-// where goproxy's RSA-2048 leaves take tens of milliseconds.
-func (i *Issuer) mint(name string) (*tls.Certificate, error) {
+// mint signs a new ECDSA P-256 leaf for name and the names of upstream
+// (may be nil). P-256 keys take microseconds where goproxy's RSA-2048
+// leaves take tens of milliseconds.
+func (i *Issuer) mint(name string, upstream *x509.Certificate) (*tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("minting a leaf for %s: generating the key: %w", name, err)
@@ -164,10 +192,24 @@ func (i *Issuer) mint(name string) (*tls.Certificate, error) {
 		BasicConstraintsValid: true,
 		AuthorityKeyId:        i.ca.Cert.SubjectKeyId,
 	}
-	if ip := net.ParseIP(strings.Trim(name, "[]")); ip != nil {
-		tmpl.IPAddresses = []net.IP{ip}
-	} else {
-		tmpl.DNSNames = []string{name}
+	addLeafNames(tmpl, name)
+	if upstream != nil {
+		if cn := upstream.Subject.CommonName; cn != "" {
+			tmpl.Subject.CommonName = cn
+			if validDNSName(cn) {
+				addLeafNames(tmpl, strings.ToLower(cn))
+			}
+		}
+		for _, n := range upstream.DNSNames {
+			if len(tmpl.DNSNames) < maxCopiedDNSNames && validDNSName(n) {
+				addLeafNames(tmpl, strings.ToLower(n))
+			}
+		}
+		for _, ip := range upstream.IPAddresses {
+			if len(tmpl.IPAddresses) < maxCopiedIPs {
+				addLeafNames(tmpl, ip.String())
+			}
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, i.ca.Cert, key.Public(), i.ca.Key)
 	if err != nil {
@@ -185,12 +227,83 @@ func (i *Issuer) mint(name string) (*tls.Certificate, error) {
 	}, nil
 }
 
+// addLeafNames adds name (a host name or an IP literal) to the leaf's
+// subject alternative names, once.
+func addLeafNames(tmpl *x509.Certificate, name string) {
+	if ip := net.ParseIP(strings.Trim(name, "[]")); ip != nil {
+		for _, have := range tmpl.IPAddresses {
+			if have.Equal(ip) {
+				return
+			}
+		}
+		tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		return
+	}
+	for _, have := range tmpl.DNSNames {
+		if have == name {
+			return
+		}
+	}
+	tmpl.DNSNames = append(tmpl.DNSNames, name)
+}
+
+// validDNSName accepts what may stand in a DNS SAN: labels of letters,
+// digits, hyphens and underscores, optionally a leading wildcard label.
+// Anything else in a copied name (a CN such as "Example Corp") is left out.
+func validDNSName(n string) bool {
+	n = strings.TrimPrefix(n, "*.")
+	if n == "" || len(n) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(n, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // LeafSource says where a handshake's certificate came from, for events.
 type LeafSource struct {
 	// Minted is true when the leaf was minted for this handshake.
 	Minted bool
 	// Name is the name the leaf was issued for.
 	Name string
+	// Upstream is set when the leaf also carries the names of the
+	// destination's certificate; UpstreamErr says why it does not, when
+	// the destination could not be asked first.
+	Upstream    bool
+	UpstreamErr error
+}
+
+// UpstreamLeaf connects to the destination for a client's handshake and
+// returns the destination's verified leaf; serverName is the client's SNI
+// (empty when it sent none).
+type UpstreamLeaf func(serverName string) (*x509.Certificate, error)
+
+// BumpConfig is ServerConfig for a bumped connection: the leaf copies the
+// names of the certificate upstream returns, and is minted from the
+// requested name alone when upstream fails (src records which).
+func (i *Issuer) BumpConfig(fallbackHost string, src *LeafSource, upstream UpstreamLeaf) *tls.Config {
+	conf := i.ServerConfig(fallbackHost, src)
+	conf.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		name := hello.ServerName
+		if name == "" {
+			name = fallbackHost
+		}
+		like, err := upstream(hello.ServerName)
+		cert, minted, mintErr := i.CertificateLike(name, like)
+		if src != nil {
+			src.Minted, src.Name, src.Upstream, src.UpstreamErr = minted, name, like != nil, err
+		}
+		return cert, mintErr
+	}
+	return conf
 }
 
 // ServerConfig returns the client-facing TLS configuration for one bumped

@@ -163,3 +163,44 @@ func BenchmarkLeafMint(b *testing.B) {
 		}
 	}
 }
+
+// A leaf minted like an upstream certificate takes its names within
+// bounds, leaves out a common name that is no host name, and is cached
+// per upstream certificate.
+func TestCertificateLikeUpstream(t *testing.T) {
+	iss := NewIssuer(testCA(t), IssuerOptions{})
+	var dns []string
+	for i := range 500 {
+		dns = append(dns, fmt.Sprintf("h%d.example", i))
+	}
+	var ips []net.IP
+	for i := range 50 {
+		ips = append(ips, net.IPv4(10, 0, 0, byte(i)))
+	}
+	upstream := &x509.Certificate{Raw: []byte("upstream one"), DNSNames: append(dns, "bad name!", "LOCALHOST")}
+	upstream.Subject.CommonName = "Example Corp"
+	upstream.IPAddresses = ips
+	cert, minted, err := iss.CertificateLike("127.0.0.1", upstream)
+	if err != nil || !minted {
+		t.Fatal(minted, err)
+	}
+	leaf := cert.Leaf
+	if len(leaf.DNSNames) != maxCopiedDNSNames || len(leaf.IPAddresses) != maxCopiedIPs {
+		t.Errorf("%d DNS names and %d IPs, want at most %d and %d", len(leaf.DNSNames), len(leaf.IPAddresses), maxCopiedDNSNames, maxCopiedIPs)
+	}
+	if !leaf.IPAddresses[0].Equal(net.ParseIP("127.0.0.1")) || leaf.Subject.CommonName != "Example Corp" {
+		t.Errorf("leaf IPs start %v, CN %q", leaf.IPAddresses[0], leaf.Subject.CommonName)
+	}
+	for _, n := range leaf.DNSNames {
+		if n == "Example Corp" || n == "bad name!" {
+			t.Errorf("copied %q as a DNS name", n)
+		}
+	}
+	if again, minted, _ := iss.CertificateLike("127.0.0.1", upstream); minted || again != cert {
+		t.Error("the same upstream certificate minted again")
+	}
+	other := &x509.Certificate{Raw: []byte("upstream two"), DNSNames: []string{"other.example"}}
+	if o, minted, _ := iss.CertificateLike("127.0.0.1", other); !minted || o == cert {
+		t.Error("another upstream certificate behind the same address got the cached leaf")
+	}
+}

@@ -93,7 +93,7 @@ func (d *dialer) checkAddress(ctx context.Context, network, address string, _ sy
 // from inside a tunnel first gets the connection the tunnel already opened.
 func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	if p := primedFrom(ctx); p != nil {
-		if conn := p.take(addr); conn != nil {
+		if conn := p.takePlain(addr); conn != nil {
 			return conn, nil
 		}
 	}

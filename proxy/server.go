@@ -84,6 +84,8 @@ func New(opts *Options, log zerolog.Logger) (*Server, error) {
 	if o.UpstreamProxy != nil {
 		s.transport.Proxy = http.ProxyURL(o.UpstreamProxy)
 	} else {
+		// HTTP/2 stays off, as it is with TLSClientConfig alone.
+		s.transport.DialTLSContext = s.dialTLS
 		s.upstream = &upstreamClient{
 			dialer:         s.dialer,
 			tls:            o.UpstreamTLS,

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -136,7 +137,7 @@ func (s *Server) openTunnel(ctx context.Context, client net.Conn, target policy.
 	case first.tls && s.opts.Issuer != nil && s.opts.Policy.Bump.BumpTLS(target.Host, target.Port):
 		rec.Mode, t.scheme = modeBump, "https"
 		counted := &countingConn{Conn: first.client}
-		conn, err := s.bump(ctx, counted, target, rec)
+		conn, err := s.bump(ctx, counted, target, rec, primed)
 		if err != nil {
 			rec.err = err
 			rec.BytesUp, rec.BytesDown = counted.read.Load(), counted.written.Load()
@@ -166,15 +167,27 @@ func (s *Server) openTunnel(ctx context.Context, client net.Conn, target policy.
 // destination is reached through the transport, with its certificate
 // verified, so a failure there becomes a 502 page inside the bumped
 // connection.
-func (s *Server) bump(ctx context.Context, client net.Conn, target policy.Request, rec *tunnelRecord) (*tls.Conn, error) {
+//
+// The leaf carries the names of the destination's own certificate: during
+// the client's handshake, hopscope first opens TLS to the destination on
+// the tunnel's connection (which then serves the first request), as
+// mitmproxy does.
+func (s *Server) bump(ctx context.Context, client net.Conn, target policy.Request, rec *tunnelRecord, primed *primedConn) (*tls.Conn, error) {
 	var leaf mitm.LeafSource
-	conn := tls.Server(client, s.opts.Issuer.ServerConfig(target.Host, &leaf))
+	upstreamLeaf := func(string) (*x509.Certificate, error) { return s.upstreamLeaf(ctx, primed, target) }
+	conn := tls.Server(client, s.opts.Issuer.BumpConfig(target.Host, &leaf, upstreamLeaf))
 	hsCtx, cancel := context.WithTimeout(ctx, s.opts.ReadHeaderTimeout)
 	err := conn.HandshakeContext(hsCtx)
 	cancel()
 	rec.Leaf = "cached"
 	if leaf.Minted {
 		rec.Leaf = "minted"
+	}
+	rec.LeafNames = "requested"
+	if leaf.Upstream {
+		rec.LeafNames = "upstream"
+	} else if leaf.UpstreamErr != nil {
+		rec.LeafNote = "minted from the requested name alone: " + leaf.UpstreamErr.Error()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("TLS handshake with the client failed (a client that does not trust hopscope's CA says so here; see `hopscope ca install`): %w", err)
@@ -309,6 +322,39 @@ type primedConn struct {
 	conn   net.Conn
 	target policy.Request
 	taken  bool
+	// secure is set once a bump opened TLS on conn (then conn is secure):
+	// from then on it is handed out only as TLS.
+	secure *tls.Conn
+}
+
+// upgrade opens TLS on the primed connection with conf and keeps the TLS
+// connection for takeTLS. It fails when the connection was already taken.
+func (p *primedConn) upgrade(ctx context.Context, conf *tls.Config) (*tls.Conn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.taken || p.secure != nil {
+		return nil, errors.New("the tunnel's connection to the destination is already in use")
+	}
+	tc := tls.Client(p.conn, conf)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		p.taken = true
+		p.conn.Close()
+		return nil, err
+	}
+	p.secure, p.conn = tc, tc
+	return tc, nil
+}
+
+// takeTLS hands out the connection once, if TLS was opened on it and it
+// goes where addr does.
+func (p *primedConn) takeTLS(addr string) *tls.Conn {
+	p.mu.Lock()
+	secure := p.secure
+	p.mu.Unlock()
+	if secure == nil || p.take(addr) == nil {
+		return nil
+	}
+	return secure
 }
 
 type primedKey struct{}
@@ -337,6 +383,18 @@ func (p *primedConn) take(addr string) net.Conn {
 	return p.conn
 }
 
+// takePlain is take for a caller that will speak on the connection as it
+// is: a connection TLS was opened on is not for it.
+func (p *primedConn) takePlain(addr string) net.Conn {
+	p.mu.Lock()
+	secure := p.secure
+	p.mu.Unlock()
+	if secure != nil {
+		return nil
+	}
+	return p.take(addr)
+}
+
 func (p *primedConn) closeUnlessTaken() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -344,4 +402,56 @@ func (p *primedConn) closeUnlessTaken() {
 		p.taken = true
 		p.conn.Close()
 	}
+}
+
+// upstreamLeaf opens TLS to a bumped tunnel's destination on the tunnel's
+// own connection, verified as the transport would verify it, and returns
+// the destination's leaf. The TLS connection then serves the tunnel's
+// first request (DialTLSContext). Through a parent proxy the transport
+// opens its own tunnels, so this connection only answers the question.
+func (s *Server) upstreamLeaf(ctx context.Context, primed *primedConn, target policy.Request) (*x509.Certificate, error) {
+	conf := s.opts.UpstreamTLS.Clone()
+	conf.ServerName = target.Host // for an IP, Go verifies the IP SANs
+	conf.NextProtos = []string{"http/1.1"}
+	hsCtx, cancel := context.WithTimeout(ctx, s.opts.DialTimeout)
+	defer cancel()
+	tc, err := primed.upgrade(hsCtx, conf)
+	if err != nil {
+		return nil, fmt.Errorf("TLS to %s first: %w", target.Target(), err)
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if s.opts.UpstreamProxy != nil {
+		primed.closeUnlessTaken()
+	}
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("TLS to %s first: no certificate", target.Target())
+	}
+	return certs[0], nil
+}
+
+// dialTLS is the transport's dialer for https: a bumped tunnel's first
+// request takes the TLS connection its handshake already opened; others
+// open TLS as the transport would.
+func (s *Server) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	if p := primedFrom(ctx); p != nil {
+		if tc := p.takeTLS(addr); tc != nil {
+			return tc, nil
+		}
+	}
+	conn, err := s.dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	conf := s.opts.UpstreamTLS.Clone()
+	if conf.ServerName == "" {
+		conf.ServerName, _, _ = net.SplitHostPort(addr)
+	}
+	hsCtx, cancel := context.WithTimeout(ctx, s.opts.DialTimeout)
+	defer cancel()
+	tc := tls.Client(conn, conf)
+	if err := tc.HandshakeContext(hsCtx); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return tc, nil
 }

@@ -283,6 +283,12 @@ func (c *upstreamClient) get(ctx context.Context, req *http.Request, key string)
 		}
 		addr = net.JoinHostPort(req.URL.Hostname(), port)
 	}
+	if p := primedFrom(ctx); p != nil && req.URL.Scheme == "https" {
+		// A bump opened TLS on its tunnel's connection for the leaf.
+		if tc := p.takeTLS(addr); tc != nil {
+			return newUpstreamConn(tc, key), false, nil
+		}
+	}
 	conn, err := c.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, false, err
@@ -301,8 +307,12 @@ func (c *upstreamClient) get(ctx context.Context, req *http.Request, key string)
 		}
 		conn = tc
 	}
+	return newUpstreamConn(conn, key), false, nil
+}
+
+func newUpstreamConn(conn net.Conn, key string) *upstreamConn {
 	limit := &headLimit{conn: conn, remaining: -1}
-	return &upstreamConn{conn: conn, limit: limit, br: bufio.NewReader(limit), bw: bufio.NewWriter(conn), key: key}, false, nil
+	return &upstreamConn{conn: conn, limit: limit, br: bufio.NewReader(limit), bw: bufio.NewWriter(conn), key: key}
 }
 
 // put keeps uc for the next request to the same destination.

@@ -243,7 +243,13 @@ func (s *Server) dialWebSocket(ctx context.Context, u *url.URL, target policy.Re
 	var conn net.Conn
 	var err error
 	viaParent := s.opts.UpstreamProxy != nil && !secure
+	var primedTLS *tls.Conn
+	if p := primedFrom(ctx); p != nil && secure && s.opts.UpstreamProxy == nil {
+		primedTLS = p.takeTLS(hostport) // opened by the bump for its leaf
+	}
 	switch {
+	case primedTLS != nil:
+		conn = primedTLS
 	case s.opts.UpstreamProxy == nil:
 		conn, err = s.dialer.DialContext(dialCtx, "tcp", hostport)
 	case secure:
@@ -254,7 +260,7 @@ func (s *Server) dialWebSocket(ctx context.Context, u *url.URL, target policy.Re
 	if err != nil {
 		return nil, nil, err
 	}
-	if secure {
+	if secure && primedTLS == nil {
 		conf := s.opts.UpstreamTLS.Clone()
 		conf.NextProtos = []string{"http/1.1"}
 		// For an IP, Go verifies the IP SANs and sends no SNI.
