@@ -47,8 +47,8 @@ type Summary struct {
 	Open   bool   `json:"open"`
 	Client string `json:"client,omitempty"`
 	Method string `json:"method,omitempty"`
-	// URL is the full URL; host:port for tunnels, the target for
-	// denials.
+	// URL is the full URL (ws:// or wss:// for WebSockets); host:port
+	// for tunnels, the target for denials.
 	URL  string `json:"url,omitempty"`
 	Host string `json:"host,omitempty"`
 	Path string `json:"path,omitempty"`
@@ -214,9 +214,11 @@ func (e *entry) summary() Summary {
 	}
 	if ss := e.sess; ss != nil {
 		sm.Session = ss.ID
-		if sm.URL == "" {
+		if ss.URL != "" { // ws:// or wss://, as the page that opened it said
 			sm.URL = ss.URL
 			sm.Host, sm.Path = hostPath(ss.URL)
+		}
+		if sm.Method == "" {
 			sm.Client = ss.Client.Addr
 			sm.Method = "GET"
 		}
