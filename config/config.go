@@ -22,6 +22,7 @@ import (
 type Config struct {
 	Listen                string        `yaml:"listen"`
 	SOCKS5                string        `yaml:"socks5"`
+	NoProxy               []string      `yaml:"no-proxy"`
 	ConnectPorts          string        `yaml:"connect-ports"`
 	AllowHost             []string      `yaml:"allow-host"`
 	DenyHost              []string      `yaml:"deny-host"`
@@ -168,6 +169,7 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.ConnectPorts, "connect-ports", cfg.ConnectPorts, "`ports` CONNECT may reach: 443,8443, ranges 9000-9100, or *")
 	fs.Var(&listFlag{values: &cfg.AllowHost}, "allow-host", "allow only destinations matching `pattern` (repeatable): host, *.example.com, IP, CIDR, optional :port")
 	fs.Var(&listFlag{values: &cfg.DenyHost}, "deny-host", "deny destinations matching `pattern` (repeatable); deny wins over allow")
+	fs.Var(&listFlag{values: &cfg.NoProxy}, "no-proxy", "the PAC file (/proxy.pac) sends destinations matching `pattern` DIRECT (repeatable, or comma-separated): host patterns as --allow-host, or <local> for names without a dot")
 	fs.Var(&listFlag{values: &cfg.AllowClient}, "allow-client", "serve only clients from `CIDR` (repeatable); others get 403")
 	fs.BoolVar(&cfg.AllowOpen, "allow-open", cfg.AllowOpen, "allow listening on a non-loopback address without --auth or --allow-client (an open proxy)")
 	fs.Var(&listFlag{values: &cfg.Auth}, "auth", "require proxy authentication with `user:pass` (repeatable)")

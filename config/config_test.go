@@ -179,3 +179,24 @@ func TestCAWithoutBumping(t *testing.T) {
 		t.Errorf("an existing CA is loaded for the page only: %+v %v", st, err)
 	}
 }
+
+// --no-proxy takes host patterns, NO_PROXY-style lists and <local>.
+func TestNoProxy(t *testing.T) {
+	cfg := Default()
+	cfg.NoProxy = []string{".corp.example, <local>", "db.internal:5432", "10.0.0.0/8"}
+	opts, err := cfg.proxyOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range opts.NoProxy {
+		got = append(got, p.String())
+	}
+	if want := "*.corp.example corp.example db.internal:5432 10.0.0.0/8"; strings.Join(got, " ") != want || !opts.NoProxyPlainNames {
+		t.Errorf("no-proxy %q plain %v, want %q and plain names", got, opts.NoProxyPlainNames, want)
+	}
+	cfg.NoProxy = []string{"bad host"}
+	if _, err := cfg.proxyOptions(); err == nil || !strings.Contains(err.Error(), "--no-proxy") {
+		t.Errorf("a bad pattern: %v", err)
+	}
+}

@@ -77,6 +77,10 @@ func (cfg Config) proxyOptions() (*proxy.Options, error) {
 		}
 		pol.Clients = append(pol.Clients, p)
 	}
+	noProxy, plainNames, err := parseNoProxy(cfg.NoProxy)
+	if err != nil {
+		return nil, err
+	}
 	creds := proxy.NewCredentials()
 	for _, pair := range cfg.Auth {
 		if err := creds.AddPair(pair); err != nil {
@@ -169,6 +173,8 @@ func (cfg Config) proxyOptions() (*proxy.Options, error) {
 		IdleTimeout:           cfg.IdleTimeout,
 		MaxHeaderBytes:        cfg.MaxHeaderBytes,
 		CAHost:                cfg.CAHost,
+		NoProxy:               noProxy,
+		NoProxyPlainNames:     plainNames,
 	}
 	if strings.ContainsAny(cfg.Pseudonym, " ,;\"\t") || cfg.Pseudonym == "" {
 		return nil, UsageError{Msg: fmt.Sprintf("--pseudonym %q: must be one token without spaces, commas or quotes", cfg.Pseudonym)}
@@ -185,6 +191,38 @@ func (cfg Config) proxyOptions() (*proxy.Options, error) {
 		opts.UpstreamProxy = u
 	}
 	return opts, nil
+}
+
+// parseNoProxy reads --no-proxy: host patterns, each flag value possibly
+// a comma-separated list as in NO_PROXY, and "<local>" for plain names.
+func parseNoProxy(values []string) ([]policy.HostPattern, bool, error) {
+	var out []policy.HostPattern
+	plain := false
+	for _, v := range values {
+		for _, item := range strings.Split(v, ",") {
+			item = strings.TrimSpace(item)
+			switch {
+			case item == "":
+			case strings.EqualFold(item, "<local>"):
+				plain = true
+			default:
+				p, err := policy.ParseHostPattern(strings.TrimPrefix(item, "."))
+				if strings.HasPrefix(item, ".") && err == nil {
+					// NO_PROXY's ".example.com" means the domain and below.
+					wild, werr := policy.ParseHostPattern("*" + item)
+					if werr != nil {
+						return nil, false, UsageError{Msg: "--no-proxy: " + werr.Error()}
+					}
+					out = append(out, wild)
+				}
+				if err != nil {
+					return nil, false, UsageError{Msg: "--no-proxy: " + err.Error()}
+				}
+				out = append(out, p)
+			}
+		}
+	}
+	return out, plain, nil
 }
 
 // CheckOpenProxy refuses to listen (HTTP or SOCKS5) on a non-loopback

@@ -124,6 +124,25 @@ func checkName(name string) error {
 	return nil
 }
 
+// PatternParts spell out what a HostPattern matches, for code that must
+// express the same match in another language (the PAC file). Exactly one
+// of Name and Prefix is set.
+type PatternParts struct {
+	// Name is the normalised host name; for a wildcard, the part after "*.".
+	Name     string
+	Wildcard bool
+	// Prefix is set for address and prefix patterns (an address is a
+	// full-length prefix).
+	Prefix netip.Prefix
+	// Port limits the pattern to one port; 0 means any.
+	Port uint16
+}
+
+// Parts returns what the pattern matches.
+func (p HostPattern) Parts() PatternParts {
+	return PatternParts{Name: p.name, Wildcard: p.wild, Prefix: p.prefix, Port: p.port}
+}
+
 // String returns the pattern as written.
 func (p HostPattern) String() string { return p.text }
 

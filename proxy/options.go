@@ -104,6 +104,16 @@ type Options struct {
 	// the same sequence of connections give the same faults. 0: random.
 	FaultSeed uint64
 
+	// NoProxy lists destinations that clients should reach directly: the
+	// PAC file at /proxy.pac answers DIRECT for them, as it does for
+	// loopback. The proxy itself serves them like any other. nil: only
+	// loopback bypasses.
+	NoProxy []policy.HostPattern
+
+	// NoProxyPlainNames makes the PAC file answer DIRECT for host names
+	// without a dot too ("<local>" in --no-proxy, as on Windows).
+	NoProxyPlainNames bool
+
 	// MaxHeaderBytes caps the size of request headers (431 beyond) and of
 	// response headers from destinations (502 beyond). Default 64 KiB.
 	MaxHeaderBytes int

@@ -401,6 +401,10 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, info connInfo, p
 
 // serveInfo answers requests addressed to the proxy itself (origin form).
 func (s *Server) serveInfo(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == pacPath || r.URL.Path == wpadPath {
+		s.servePAC(w, r)
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	status := http.StatusOK
@@ -416,6 +420,8 @@ Point a client at it as its proxy, for example:
     HTTPS_PROXY=http://%[1]s HTTP_PROXY=http://%[1]s your-app
 
 It forwards absolute-form requests (GET http://host/path) and tunnels CONNECT.
+Browsers and operating systems can take their settings from the PAC file
+http://%[1]s/proxy.pac.
 `, r.Host)
 }
 

@@ -89,6 +89,19 @@ func (l *socksListeners) addListener(ln net.Listener) bool {
 	return true
 }
 
+// firstAddr is the address of the first SOCKS5 listener, for the PAC
+// file; the zero value when there is none.
+func (l *socksListeners) firstAddr() netip.AddrPort {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, ln := range l.lns {
+		if tcp, ok := ln.Addr().(*net.TCPAddr); ok {
+			return tcp.AddrPort()
+		}
+	}
+	return netip.AddrPort{}
+}
+
 func (l *socksListeners) isClosed() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
