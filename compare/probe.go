@@ -260,8 +260,9 @@ func bodyShape(b body) string {
 // writes in the body tag and tinyproxy in the first heading.
 func htmlShape(page string) string {
 	shape := "title=" + quotedBetween(page, "<title>", "</title>")
-	if id := quotedBetween(page, `<body id="`, `"`); id != `""` {
-		shape += " id=" + id
+	if id := quotedBetween(page, `<body id=`, `>`); id != `""` {
+		// squid writes the id unquoted; compare it either way.
+		shape += " id=" + strings.ReplaceAll(id, `\"`, "")
 	}
 	if h1 := quotedBetween(page, "<h1>", "</h1>"); h1 != `""` {
 		shape += " h1=" + h1

@@ -198,7 +198,7 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.IntVar(&cfg.WSPreview, "ws-preview", cfg.WSPreview, "payload `bytes` shown in ws_message events")
 	fs.StringVar(&cfg.WSLog, "ws-log", cfg.WSLog, "ws_message events by `mode`: off, meta (no payload), preview, full")
 	fs.Var(&profileFlag{}, "profile", "reproduce a proxy `name` (repeatable): "+ProfileNames+"; explicit settings win over a profile's")
-	fs.StringVar(&cfg.Persona, "persona", cfg.Persona, "look like another `product` on the wire: squid (Via, X-Cache, X-Forwarded-For, squid's error page), or empty for hopscope")
+	fs.StringVar(&cfg.Persona, "persona", cfg.Persona, "look like another `product` on the wire: squid or tinyproxy (their Via, headers, status lines and error pages), or empty for hopscope")
 	fs.StringVar(&cfg.ForwardPorts, "forward-ports", cfg.ForwardPorts, "`ports` plain requests may reach (squid's Safe_ports); empty: any")
 	fs.StringVar(&cfg.Upgrade, "upgrade", cfg.Upgrade, "what to do with Upgrade requests, by `mode`: relay (default), strip-keepalive (squid), strip-close (tinyproxy)")
 	fs.Var(&listFlag{values: &cfg.AllowUpgrade}, "allow-upgrade", "with --upgrade strip-*, still relay this `protocol`, matched case-sensitively like squid's http_upgrade_request_protocols (repeatable)")

@@ -147,8 +147,8 @@ func (cfg Config) proxyOptions() (*proxy.Options, error) {
 	if !ok {
 		return nil, UsageError{Msg: fmt.Sprintf("--upgrade %q: use relay, strip-keepalive or strip-close", cfg.Upgrade)}
 	}
-	if cfg.Persona != "" && cfg.Persona != "squid" {
-		return nil, UsageError{Msg: fmt.Sprintf("--persona %q: use squid, or leave it empty", cfg.Persona)}
+	if cfg.Persona != "" && cfg.Persona != "squid" && cfg.Persona != "tinyproxy" {
+		return nil, UsageError{Msg: fmt.Sprintf("--persona %q: use squid or tinyproxy, or leave it empty", cfg.Persona)}
 	}
 	wsOpts, err := cfg.webSocketOptions()
 	if err != nil {
@@ -156,7 +156,7 @@ func (cfg Config) proxyOptions() (*proxy.Options, error) {
 	}
 	opts := &proxy.Options{
 		WebSocket:             wsOpts,
-		Persona:               proxy.Persona{Squid: cfg.Persona == "squid"},
+		Persona:               proxy.Persona{Squid: cfg.Persona == "squid", Tinyproxy: cfg.Persona == "tinyproxy"},
 		Upgrades:              upgrade,
 		AllowUpgrade:          cfg.AllowUpgrade,
 		WebFilter:             cfg.WebFilter,
@@ -182,6 +182,9 @@ func (cfg Config) proxyOptions() (*proxy.Options, error) {
 	if cfg.Persona == "squid" && cfg.Pseudonym == Default().Pseudonym {
 		// squid names its host in Via; the proxy fills it in.
 		opts.Pseudonym = ""
+	}
+	if cfg.Persona == "tinyproxy" && cfg.Pseudonym == Default().Pseudonym {
+		opts.Pseudonym = "tinyproxy" // the stock config's ViaProxyName
 	}
 	if cfg.UpstreamProxy != "" {
 		u, err := url.Parse(cfg.UpstreamProxy)

@@ -34,9 +34,14 @@ func ApplyProfile(cfg *Config, name string) error {
 	case "web-filter":
 		cfg.WebFilter = true
 	case "tinyproxy", "strip-upgrade":
-		// tinyproxy 1.11.1 stock rules; strip-upgrade is the profile's
-		// old name, kept so existing command lines keep working.
+		// tinyproxy 1.11.1 stock rules: no ConnectPort lines, so CONNECT
+		// to every port; Upgrade stripped, Connection: close upstream; a
+		// 70 KB header passes. strip-upgrade is the profile's old name,
+		// kept so existing command lines keep working.
+		cfg.Persona = "tinyproxy"
+		cfg.ConnectPorts = "*"
 		cfg.Upgrade = "strip-close"
+		cfg.MaxHeaderBytes = 1 << 20
 	case "ssl-inspect":
 		cfg.MITM = true
 	case "auth":

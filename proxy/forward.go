@@ -64,7 +64,8 @@ func (s *Server) prepareForward(r *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 	if connInfoFrom(r.Context()).tunnel == 0 {
 		s.upstreamConnection(r)
 	}
-	s.markRequest(r.Header, r.ProtoMajor, r.ProtoMinor, clientIP(r))
+	major, minor := clientProto(r)
+	s.markRequest(r.Header, major, minor, clientIP(r))
 	return r, nil
 }
 
@@ -89,6 +90,12 @@ func (s *Server) finishForward(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 		}
 		if pe.Status == http.StatusForbidden {
 			s.deny(connInfoFrom(ctx.Req.Context()), id, ctx.Req.Method, ctx.Req.URL.Redacted(), pe)
+		}
+		if a, ok := s.personaPage(ctx.Req, pe); ok {
+			if ex := exchangeFrom(ctx.Req.Context()); ex != nil && ex.writer != nil {
+				ex.writer.contentLength = a.header.Get("Content-Length")
+			}
+			return s.personaResponse(a, ctx.Req)
 		}
 		return pe.response(ctx.Req, s.opts.Pseudonym)
 	}
@@ -163,6 +170,9 @@ type clientWriter struct {
 	// wireNames are the destination's header names, restored (see
 	// restoreWireNames).
 	wireNames map[string]string
+	// hijacked is set when a persona's answer was written raw on the
+	// connection; what goproxy writes after goes nowhere.
+	hijacked bool
 }
 
 // ReadFrom copies an answer body with a pooled buffer: without it,
@@ -174,6 +184,9 @@ func (w *clientWriter) ReadFrom(r io.Reader) (int64, error) {
 }
 
 func (w *clientWriter) WriteHeader(code int) {
+	if w.hijacked {
+		return
+	}
 	if w.status == 0 {
 		w.status = code
 		w.flow.responseHead()
@@ -192,6 +205,9 @@ func (w *clientWriter) WriteHeader(code int) {
 }
 
 func (w *clientWriter) Write(p []byte) (int, error) {
+	if w.hijacked {
+		return len(p), nil
+	}
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}

@@ -186,6 +186,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // dispatches it to a tunnel or the forward path.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := connInfoFrom(r.Context())
+	r = s.squidStatusLine(r)
 	r = s.clientHead(r)
 	if !s.clientAllowed(r) {
 		s.refuse(w, r, info, &proxyError{
@@ -195,6 +196,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method != http.MethodConnect && !r.URL.IsAbs() {
+		if s.opts.Persona.any() {
+			// The products have no page of their own for this.
+			s.refuse(w, r, info, &proxyError{Status: http.StatusBadRequest, ProxyStatus: "http_request_error", Rule: "origin-form",
+				Message: "a request in origin form is addressed to the proxy itself; send an absolute URL"})
+			return
+		}
 		s.serveInfo(w, r)
 		return
 	}
@@ -288,6 +295,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, info connInfo) {
 	}
 	if d := s.opts.Policy.Decide(target); !d.Allow {
 		s.refuse(w, r, info, denial(target.Kind, target.Target(), d))
+		return
+	}
+	if r.Method != http.MethodConnect && s.answerMaxForwards(w, r, info) {
 		return
 	}
 	r = r.WithContext(withExchange(r.Context(), &exchange{target: target}))
@@ -389,8 +399,8 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, info connInfo, p
 		// client may retry with credentials on the same one, as curl does.
 		w.Header().Set("Connection", "close")
 	}
-	if s.opts.Persona.Squid && pe.Status == http.StatusForbidden {
-		s.writeSquidDenial(w, r, pe)
+	if a, ok := s.personaPage(r, pe); ok {
+		a.writeTo(w)
 	} else {
 		pe.writeTo(w, s.opts.Pseudonym)
 	}

@@ -25,7 +25,7 @@ import (
 // openTunnel, answering in HTTP.
 func (s *Server) serveTunnel(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
 	target, _ := targetFrom(req.Context())
-	s.openTunnel(req.Context(), client, target, connInfoFrom(req.Context()), connectFront{req: req, pseudonym: s.opts.Pseudonym})
+	s.openTunnel(req.Context(), client, target, connInfoFrom(req.Context()), connectFront{req: req, s: s})
 }
 
 // tunnelFront is the protocol a client asked for its tunnel in (an HTTP
@@ -41,17 +41,25 @@ type tunnelFront interface {
 
 // connectFront answers an HTTP CONNECT.
 type connectFront struct {
-	req       *http.Request
-	pseudonym string
+	req *http.Request
+	s   *Server
 }
 
 func (f connectFront) established(client, _ net.Conn) error {
-	_, err := io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n")
+	answer := "HTTP/1.1 200 Connection established\r\n\r\n"
+	if f.s.opts.Persona.Tinyproxy {
+		answer = "HTTP/1.0 200 Connection established\r\nProxy-agent: " + tinyproxyVersion + "\r\n\r\n"
+	}
+	_, err := io.WriteString(client, answer)
 	return err
 }
 
 func (f connectFront) failed(client net.Conn, pe *proxyError) error {
-	return pe.response(f.req, f.pseudonym).Write(client)
+	if a, ok := f.s.personaPage(f.req, pe); ok {
+		_, err := client.Write(a.bytes())
+		return err
+	}
+	return pe.response(f.req, f.s.opts.Pseudonym).Write(client)
 }
 
 // openTunnel owns the client connection of a tunnel the policy allowed,

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -179,14 +180,20 @@ func wireNamesFrom(ctx context.Context) []string {
 type headOrder struct {
 	first []string
 	last  []string
+	// lastWithoutHost replaces last when the client sent no Host (an
+	// HTTP/1.0 client): squid then adds Host after its own fields.
+	lastWithoutHost []string
 }
 
 // The products' orders, as measured: squid writes the client's fields
 // and then Host, Via, X-Forwarded-For, Cache-Control and Connection;
 // tinyproxy writes Host, Connection and Via before the client's fields.
 var (
-	defaultOrder   = headOrder{}
-	squidOrder     = headOrder{last: []string{"Host", "Via", "X-Forwarded-For", "Cache-Control", "Connection"}}
+	defaultOrder = headOrder{}
+	squidOrder   = headOrder{
+		last:            []string{"Host", "Via", "X-Forwarded-For", "Cache-Control", "Connection"},
+		lastWithoutHost: []string{"Via", "X-Forwarded-For", "Host", "Cache-Control", "Connection"},
+	}
 	tinyproxyOrder = headOrder{first: []string{"Connection", "Via"}}
 )
 
@@ -207,6 +214,9 @@ func (s *Server) headOrder() headOrder {
 // request that needs one.
 func writeRequestHead(w *bufio.Writer, req *http.Request, names []string, o headOrder) {
 	h := req.Header
+	if o.lastWithoutHost != nil && names != nil && !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, "Host") }) {
+		o.last = o.lastWithoutHost
+	}
 	done := make(map[string]bool, len(h)+2)
 	host := req.Host
 	if host == "" {
