@@ -3,9 +3,6 @@ package har
 import (
 	"bufio"
 	"bytes"
-	"compress/flate"
-	"compress/gzip"
-	"compress/zlib"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -19,6 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/hopscope/hopscope/contentcoding"
 	"github.com/hopscope/hopscope/flow"
 	"github.com/hopscope/hopscope/store"
 )
@@ -30,7 +28,7 @@ type Options struct {
 	Version string
 }
 
-// maxDecoded bounds how far a gzip or deflate body is expanded for
+// maxDecoded bounds how far a content-encoded body is expanded for
 // content.text: a kept body is at most the store's item size, but a bomb
 // could still expand it a thousandfold.
 const maxDecoded = 64 << 20
@@ -371,21 +369,9 @@ func response(ex *flow.Exchange) Response {
 	return r
 }
 
-func contentEncoding(h http.Header) string {
-	enc := strings.ToLower(strings.TrimSpace(h.Get("Content-Encoding")))
-	if enc == "identity" {
-		return ""
-	}
-	return enc
-}
-
-func decodable(enc string, b flow.Body) bool {
-	return !b.Truncated && (enc == "gzip" || enc == "x-gzip" || enc == "deflate")
-}
-
 // content gives the response body as HAR wants it: decoded text when
-// hopscope can decode it, else the bytes on the wire in base64 and the
-// encoding still applied.
+// hopscope can decode it (the whole body, in gzip, deflate, br or zstd),
+// else the bytes on the wire in base64 and the coding still applied.
 func content(ex *flow.Exchange) (c Content, stillEncoded string) {
 	b := ex.ResponseBody
 	c = Content{Size: max(b.Len, int64(len(b.Data))), MimeType: ex.ResponseHeader.Get("Content-Type")}
@@ -397,11 +383,11 @@ func content(ex *flow.Exchange) (c Content, stillEncoded string) {
 		return c, ""
 	}
 	data := b.Data
-	if enc := contentEncoding(ex.ResponseHeader); enc != "" {
-		decoded, ok := decode(enc, b)
-		if !ok {
+	if enc := strings.Join(ex.ResponseHeader.Values("Content-Encoding"), ", "); !contentcoding.Identity(enc) {
+		decoded, complete, err := contentcoding.Decode(b.Data, enc, maxDecoded)
+		if b.Truncated || err != nil || !complete {
 			c.Text, c.Encoding = base64.StdEncoding.EncodeToString(b.Data), "base64"
-			return c, enc
+			return c, strings.ToLower(enc)
 		}
 		data = decoded
 		c.Size = int64(len(decoded))
@@ -413,32 +399,6 @@ func content(ex *flow.Exchange) (c Content, stillEncoded string) {
 		c.Text, c.Encoding = base64.StdEncoding.EncodeToString(data), "base64"
 	}
 	return c, ""
-}
-
-func decode(enc string, b flow.Body) ([]byte, bool) {
-	if !decodable(enc, b) {
-		return nil, false
-	}
-	var r io.Reader
-	if enc == "deflate" {
-		// "deflate" is zlib-wrapped by the RFC, raw in practice; try both.
-		if zr, err := zlib.NewReader(bytes.NewReader(b.Data)); err == nil {
-			r = zr
-		} else {
-			r = flate.NewReader(bytes.NewReader(b.Data))
-		}
-	} else {
-		zr, err := gzip.NewReader(bytes.NewReader(b.Data))
-		if err != nil {
-			return nil, false
-		}
-		r = zr
-	}
-	out, err := io.ReadAll(io.LimitReader(r, maxDecoded+1))
-	if err != nil || len(out) > maxDecoded {
-		return nil, false
-	}
-	return out, true
 }
 
 func timings(ex *flow.Exchange) Timings {

@@ -116,8 +116,9 @@ type Response struct {
 }
 
 // Content is a response body, decoded from its content-encoding when
-// hopscope could (gzip, deflate); otherwise Text is the bytes on the wire,
-// base64, and Extra says which encoding is still applied.
+// hopscope could (gzip, deflate, br, zstd, and the whole body was kept);
+// otherwise Text is the bytes on the wire, base64, and Extra says which
+// encoding is still applied.
 type Content struct {
 	Size        int64  `json:"size"`
 	Compression int64  `json:"compression,omitempty"`

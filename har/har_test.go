@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/andybalholm/brotli"
+
 	"github.com/hopscope/hopscope/flow"
 	"github.com/hopscope/hopscope/store"
 )
@@ -456,5 +458,32 @@ func TestTrimPartialRune(t *testing.T) {
 		if got := string(trimPartialRune([]byte(in))); got != want {
 			t.Errorf("trimPartialRune(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestContentCodings(t *testing.T) {
+	text := strings.Repeat("hello brotli ", 50)
+	var br bytes.Buffer
+	bw := brotli.NewWriter(&br)
+	bw.Write([]byte(text))
+	bw.Close()
+	gz := gzipped(t, text)
+	st := store.New(store.Options{})
+	bus := flow.NewBus()
+	ex := func(enc string, body []byte, truncated bool) flow.Record {
+		return flow.Record{Kind: flow.KindExchange, Exchange: &flow.Exchange{
+			ID: bus.NextID(), Method: "GET", URL: "http://c.example/" + enc, Proto: "HTTP/1.1", Status: 200, Start: t0,
+			ResponseHeader: http.Header{"Content-Encoding": {enc}, "Content-Type": {"text/plain"}},
+			ResponseBody:   flow.Body{Data: body, Len: int64(len(body)) * 2, Truncated: truncated},
+		}}
+	}
+	st.Observe([]flow.Record{ex("br", br.Bytes(), false), ex("gzip", gz[:len(gz)/2], true)})
+	h := Build(st.Export(), st.Stats(), Options{})
+	whole, cut := h.Log.Entries[0], h.Log.Entries[1]
+	if c := whole.Response.Content; c.Text != text || c.Encoding != "" || whole.X.ContentEncoding != "" {
+		t.Errorf("br body: text %.20q encoding %q still %q", c.Text, c.Encoding, whole.X.ContentEncoding)
+	}
+	if c := cut.Response.Content; c.Encoding != "base64" || cut.X.ContentEncoding != "gzip" {
+		t.Errorf("cut gzip body: encoding %q still %q", c.Encoding, cut.X.ContentEncoding)
 	}
 }

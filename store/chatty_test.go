@@ -103,3 +103,26 @@ func BenchmarkChattyHour(b *testing.B) {
 		runtime.KeepAlive(st)
 	}
 }
+
+// BenchmarkObserveMessage is the store's cost per WebSocket message on its
+// own goroutine (the relay only enqueues): a 200-byte text message into
+// a store at its byte bound, so every message also evicts one.
+//
+//	go test ./store -run '^$' -bench ObserveMessage -benchmem
+func BenchmarkObserveMessage(b *testing.B) {
+	w := newWorld()
+	st := New(Options{MaxBytes: 4 << 20})
+	ws := w.websocket("ws://bench.example/")
+	st.Observe(ws.open())
+	payload := strings.Repeat("m", 200)
+	batch := make([]flow.Record, 256)
+	for i := range batch {
+		batch[i] = ws.msg(flow.FromClient, flow.OpText, payload)
+	}
+	for st.Stats().EvictedMessages == 0 { // fill to the bound first
+		st.Observe(batch)
+	}
+	for i := 0; b.Loop(); i++ {
+		st.Observe(batch[i%256 : i%256+1])
+	}
+}

@@ -29,8 +29,9 @@
 // negates a term.
 //
 //	word             URL, method, error, denial reason, request and response
-//	                 bodies (as kept, still content-encoded) and WebSocket
-//	                 messages (kept payloads, replacements, close reasons)
+//	                 bodies (as kept, and decoded from gzip, deflate, br or
+//	                 zstd) and WebSocket messages (kept payloads,
+//	                 replacements, close reasons)
 //	host:example     the host
 //	path:/api        the path and query
 //	url:https://     the full URL

@@ -346,7 +346,8 @@ func headerMatch(h http.Header, name, value string) bool {
 }
 
 func bodyContains(e *entry, text string) bool {
-	return e.ex != nil && (containsFold(e.ex.RequestBody.Data, text) || containsFold(e.ex.ResponseBody.Data, text))
+	return e.ex != nil && (containsFold(e.ex.RequestBody.Data, text) || containsFold(e.ex.ResponseBody.Data, text) ||
+		containsFold(e.reqPlain, text) || containsFold(e.respPlain, text))
 }
 
 func messagesContain(e *entry, text string) bool {

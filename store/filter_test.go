@@ -1,6 +1,8 @@
 package store
 
 import (
+	"bytes"
+	"compress/gzip"
 	"net/http"
 	"reflect"
 	"strings"
@@ -217,4 +219,23 @@ func FuzzParseFilter(f *testing.F) {
 		}
 		st.ListFilter(flt, Query{})
 	})
+}
+
+func TestBodySearchLooksInsideContentCodings(t *testing.T) {
+	w := newWorld()
+	st := New(Options{Now: w.clock.now})
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(`{"greeting":"Bonjour tout le monde"}`))
+	zw.Close()
+	_, e := w.exchange("GET", "http://gz.example/", 200, "", "")
+	e.Exchange.ResponseHeader = http.Header{"Content-Encoding": {"gzip"}}
+	e.Exchange.ResponseBody = flow.Body{Data: gz.Bytes(), Len: int64(gz.Len())}
+	_, plain := w.exchange("GET", "http://plain.example/", 200, "", "nothing here")
+	publish(t, st, e, plain)
+	for _, filter := range []string{"bonjour", "body:bonjour", `body:"tout le monde"`} {
+		if got := ids(listFlows(t, st, filter)); !reflect.DeepEqual(got, []flow.ID{e.Exchange.ID}) {
+			t.Errorf("%s: got %v, want the gzip answer %d", filter, got, e.Exchange.ID)
+		}
+	}
 }

@@ -1,14 +1,17 @@
 package store
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
 
+	"github.com/hopscope/hopscope/contentcoding"
 	"github.com/hopscope/hopscope/flow"
 )
 
@@ -216,6 +219,8 @@ func (s *Store) apply(r *flow.Record) {
 		}
 		e.ex = ex
 		e.exDone = r.Kind == flow.KindExchange
+		e.reqPlain = s.plain(ex.RequestHeader, ex.RequestBody.Data)
+		e.respPlain = s.plain(ex.ResponseHeader, ex.ResponseBody.Data)
 		if ex.WebSocket != 0 {
 			s.alias(e, ex.WebSocket)
 		}
@@ -449,6 +454,21 @@ func (s *Store) capPayload(p []byte, whole int64) (kept []byte, cut bool, sum st
 	return p[:n:n], cut, sum
 }
 
+// plain decodes a content-encoded body, as far as it was kept and at
+// most ItemBytes of it, so that searches find text in gzip or br answers;
+// nil when the body is not encoded or does not decode.
+func (s *Store) plain(h http.Header, data []byte) []byte {
+	enc := strings.Join(h.Values("Content-Encoding"), ", ")
+	if len(data) == 0 || contentcoding.Identity(enc) {
+		return nil
+	}
+	out, _, err := contentcoding.Decode(data, enc, s.opts.ItemBytes)
+	if err != nil || len(out) == 0 {
+		return nil
+	}
+	return bytes.Clone(out)
+}
+
 // capExchange returns a copy of ex with bodies cut to ItemBytes.
 func (s *Store) capExchange(ex *flow.Exchange) *flow.Exchange {
 	c := *ex
@@ -594,16 +614,19 @@ type entry struct {
 	pos   int // index in Store.order
 	start time.Time
 
-	ex         *flow.Exchange
-	exDone     bool
-	tun        *flow.Tunnel
-	tunDone    bool
-	den        *flow.Denial
-	sess       *flow.WSSession
-	sessDone   bool
-	faults     []flow.Fault
-	faultCount int
-	violations []flow.WSViolation
+	ex     *flow.Exchange
+	exDone bool
+	// reqPlain and respPlain are the bodies decoded from their
+	// Content-Encoding, for search; nil when not encoded.
+	reqPlain, respPlain []byte
+	tun                 *flow.Tunnel
+	tunDone             bool
+	den                 *flow.Denial
+	sess                *flow.WSSession
+	sessDone            bool
+	faults              []flow.Fault
+	faultCount          int
+	violations          []flow.WSViolation
 
 	msgs            msgRing
 	msgStats        msgStats
@@ -651,7 +674,8 @@ func (e *entry) computeCost() int64 {
 	if ex := e.ex; ex != nil {
 		c += int64(len(ex.URL)+len(ex.Method)+len(ex.Proto)+len(ex.Error)+len(ex.Client.Addr)) +
 			headerCost(ex.RequestHeader) + headerCost(ex.ResponseHeader) +
-			int64(cap(ex.RequestBody.Data)+cap(ex.ResponseBody.Data)+len(ex.RequestBody.SHA256)+len(ex.ResponseBody.SHA256))
+			int64(cap(ex.RequestBody.Data)+cap(ex.ResponseBody.Data)+len(ex.RequestBody.SHA256)+len(ex.ResponseBody.SHA256)) +
+			int64(cap(e.reqPlain)+cap(e.respPlain))
 	}
 	if t := e.tun; t != nil {
 		c += int64(unsafe.Sizeof(*t)) + int64(len(t.Host)+len(t.Error)+len(t.SNI)+len(t.Client.Addr))
