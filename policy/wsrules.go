@@ -2,8 +2,10 @@ package policy
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -13,6 +15,9 @@ const (
 	WSDrop    = "drop"
 	WSClose   = "close"
 	WSRewrite = "rewrite"
+	// WSInject marks a message hopscope sent of its own (an interceptor's
+	// user); no rule has it.
+	WSInject = "inject"
 )
 
 // WSRuleSpec is a WebSocket rule as written in YAML (websocket.rules in
@@ -32,13 +37,19 @@ type WSRuleSpec struct {
 // WSMatchSpec selects messages. Every field given must match; an empty
 // match selects every message.
 type WSMatchSpec struct {
-	From     string `yaml:"from"`     // client or server
-	Type     string `yaml:"type"`     // text, binary, ping, pong or close
-	URL      string `yaml:"url"`      // glob over the full URL: * any run, ? one character
-	Contains string `yaml:"contains"` // substring of the payload
-	Regex    string `yaml:"regex"`    // Go regular expression over the payload
-	MinLen   *int64 `yaml:"min_len"`  // payload bytes, after decompression
-	MaxLen   *int64 `yaml:"max_len"`
+	From     string `yaml:"from" json:"from,omitempty"`         // client or server
+	Type     string `yaml:"type" json:"type,omitempty"`         // text, binary, ping, pong or close
+	URL      string `yaml:"url" json:"url,omitempty"`           // glob over the full URL: * any run, ? one character
+	Contains string `yaml:"contains" json:"contains,omitempty"` // substring of the payload
+	Regex    string `yaml:"regex" json:"regex,omitempty"`       // Go regular expression over the payload
+	MinLen   *int64 `yaml:"min_len" json:"min_len,omitempty"`   // payload bytes, after decompression
+	MaxLen   *int64 `yaml:"max_len" json:"max_len,omitempty"`
+	// JSONPath selects a JSON payload that has a value at this path:
+	// dot-separated object keys and array indexes ("data.items.0.id").
+	JSONPath string `yaml:"json_path" json:"json_path,omitempty"`
+	// JSONEquals, with JSONPath, also requires the value there: a string's
+	// text, or any other value as JSON ("42", "true", "null").
+	JSONEquals *string `yaml:"json_equals" json:"json_equals,omitempty"`
 }
 
 // WSReplaceSpec is what a rewrite action does to the payload.
@@ -62,6 +73,8 @@ type WSRule struct {
 	maxLen   int64
 	replace  *regexp.Regexp
 	with     []byte
+	jsonPath []string
+	jsonEq   *string
 }
 
 // WSRules are the rules in order; the first that matches decides.
@@ -128,6 +141,17 @@ func compileWSRule(spec WSRuleSpec) (WSRule, error) {
 			return r, fmt.Errorf("match.regex: %w", err)
 		}
 		r.regex = re
+	}
+	if m.JSONPath != "" {
+		r.jsonPath = strings.Split(m.JSONPath, ".")
+		for _, key := range r.jsonPath {
+			if key == "" {
+				return r, fmt.Errorf("match.json_path %q has an empty key", m.JSONPath)
+			}
+		}
+		r.jsonEq = m.JSONEquals
+	} else if m.JSONEquals != nil {
+		return r, fmt.Errorf("match.json_equals needs match.json_path")
 	}
 	if m.MinLen != nil {
 		if *m.MinLen < 0 {
@@ -213,10 +237,46 @@ func (r *WSRule) matches(m WSMessage) bool {
 		r.maxLen >= 0 && m.Len > r.maxLen,
 		r.url != "" && !matchGlob(r.url, m.URL),
 		len(r.contains) > 0 && !bytes.Contains(m.Payload, r.contains),
-		r.regex != nil && !r.regex.Match(m.Payload):
+		r.regex != nil && !r.regex.Match(m.Payload),
+		r.jsonPath != nil && (m.Truncated || !matchJSON(m.Payload, r.jsonPath, r.jsonEq)):
 		return false
 	}
 	return true
+}
+
+// matchJSON reports whether payload is JSON with a value at path (equal
+// to want, when given).
+func matchJSON(payload []byte, path []string, want *string) bool {
+	var v any
+	if json.Unmarshal(payload, &v) != nil {
+		return false
+	}
+	for _, key := range path {
+		switch node := v.(type) {
+		case map[string]any:
+			next, ok := node[key]
+			if !ok {
+				return false
+			}
+			v = next
+		case []any:
+			i, err := strconv.Atoi(key)
+			if err != nil || i < 0 || i >= len(node) {
+				return false
+			}
+			v = node[i]
+		default:
+			return false
+		}
+	}
+	if want == nil {
+		return true
+	}
+	if s, ok := v.(string); ok {
+		return s == *want
+	}
+	text, err := json.Marshal(v)
+	return err == nil && string(text) == *want
 }
 
 // Rewrite applies a rewrite rule to a payload.

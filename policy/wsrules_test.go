@@ -110,3 +110,45 @@ func TestMatchGlob(t *testing.T) {
 		}
 	}
 }
+
+func str(s string) *string { return &s }
+
+// json_path selects JSON payloads by a value's presence or its text.
+func TestWSRuleJSONPath(t *testing.T) {
+	rules, err := CompileWSRules([]WSRuleSpec{
+		{Name: "order", Match: WSMatchSpec{JSONPath: "type", JSONEquals: str("order")}, Action: WSDrop},
+		{Name: "qty", Match: WSMatchSpec{JSONPath: "items.1.qty", JSONEquals: str("3")}, Action: WSDrop},
+		{Name: "has-token", Match: WSMatchSpec{JSONPath: "auth.token"}, Action: WSDrop},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		payload   string
+		truncated bool
+		want      string
+	}{
+		{`{"type":"order","id":1}`, false, "order"},
+		{`{"type":"orders"}`, false, ""},
+		{`{"items":[{"qty":1},{"qty":3}]}`, false, "qty"},
+		{`{"items":[{"qty":1},{"qty":"3"}]}`, false, "qty"},
+		{`{"items":[{"qty":3}]}`, false, ""},
+		{`{"auth":{"token":null}}`, false, "has-token"},
+		{`{"auth":"token"}`, false, ""},
+		{`not json {"type":"order"}`, false, ""},
+		{`{"type":"order"`, true, ""},
+	} {
+		got := ""
+		if r := rules.Match(WSMessage{Type: "text", Payload: []byte(tc.payload), Truncated: tc.truncated}); r != nil {
+			got = r.Name
+		}
+		if got != tc.want {
+			t.Errorf("%s matched %q, want %q", tc.payload, got, tc.want)
+		}
+	}
+	for _, bad := range []WSMatchSpec{{JSONPath: "a..b"}, {JSONEquals: str("x")}} {
+		if _, err := CompileWSRule(WSRuleSpec{Match: bad, Action: WSDrop}); err == nil {
+			t.Errorf("%+v compiled", bad)
+		}
+	}
+}

@@ -81,6 +81,14 @@ func (d *wsDirection) decide(m *wsframe.Message) *WSVerdict {
 	if len(d.deciders) == 0 {
 		return v
 	}
+	if d.sess.intercept != nil {
+		// A breakpoint may hold this direction for a while: what went
+		// before the message must not wait with it.
+		if err := d.flush(); err != nil {
+			v.Action = policy.WSDrop // the write failed: the direction ends
+			return v
+		}
+	}
 	held := m.Op.IsControl() || d.hold && !d.overflow
 	view := &d.view
 	*view = WSMessageView{

@@ -18,7 +18,7 @@ import (
 // they are passed on: a rule or a fault may drop, change, repeat or delay
 // them.
 func (s *Server) holdsMessages() bool {
-	if s.opts.WebSocket.Rules.Modifies() {
+	if s.opts.WebSocket.Rules.Modifies() || s.opts.Interceptor != nil {
 		return true
 	}
 	for _, f := range s.opts.Faults {

@@ -114,6 +114,11 @@ type Options struct {
 	// without a dot too ("<local>" in --no-proxy, as on Windows).
 	NoProxyPlainNames bool
 
+	// Interceptor pauses, changes and injects WebSocket messages (package
+	// intercept). nil: none, and messages are held only when rules or
+	// faults need it.
+	Interceptor Interceptor
+
 	// MaxHeaderBytes caps the size of request headers (431 beyond) and of
 	// response headers from destinations (502 beyond). Default 64 KiB.
 	MaxHeaderBytes int

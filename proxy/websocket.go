@@ -169,6 +169,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, info con
 		upstream.Close()
 		return
 	}
+	if s.opts.Interceptor != nil {
+		sess.live = &WSLive{sess: sess, done: make(chan struct{})}
+		sess.intercept = s.opts.Interceptor.WebSocketOpened(sess.live)
+	}
 	clientEarly, upstreamEarly := buffered(brw.Reader), buffered(br)
 	// The relay runs on goroutines of its own and this handler returns, so
 	// that net/http lets go of the connection's buffers (8 KiB and more)

@@ -28,6 +28,9 @@ type wsPeer struct {
 	// closed is set once hopscope ended what it sends the peer: nothing
 	// may follow its close frame.
 	closed bool
+	// boundary wakes an injection waiting for the stream to the peer to
+	// be between messages; nil until one waits.
+	boundary *sync.Cond
 }
 
 func (p *wsPeer) write(b []byte) error {
@@ -38,6 +41,9 @@ func (p *wsPeer) write(b []byte) error {
 	}
 	n, err := p.conn.Write(b)
 	p.edge.Wrote(b[:n])
+	if p.boundary != nil {
+		p.boundary.Broadcast()
+	}
 	return err
 }
 
@@ -52,6 +58,9 @@ func (p *wsPeer) sendClose(frame []byte) {
 		return
 	}
 	p.closed = true
+	if p.boundary != nil {
+		p.boundary.Broadcast()
+	}
 	if p.edge.Between() {
 		_, _ = p.conn.Write(frame)
 	}
@@ -75,8 +84,9 @@ type wsSession struct {
 	idle     *idleClock  // nil: no idle limit
 	faults   *connFaults // nil: no --fault
 	// intercept is the interceptor's decider for this session (both
-	// directions); nil: none.
+	// directions), live the interceptor's handle on it; nil: none.
 	intercept WSDecider
+	live      *WSLive
 	// swallowClient holds every byte the client sends after the upgrade
 	// (the web-filter profile): the server never receives a message.
 	swallowClient bool
@@ -121,6 +131,9 @@ func (sess *wsSession) run(clientPrefix, upstreamPrefix []byte) {
 	wg.Wait()
 	sess.closeOnce.Do(sess.closeConns) // also when neither direction ran
 	sess.publishClose(fromClient, fromServer)
+	if sess.live != nil {
+		sess.srv.opts.Interceptor.WebSocketClosed(sess.live)
+	}
 }
 
 // publishClose publishes the session's end, once both directions are done.
@@ -221,6 +234,11 @@ func (sess *wsSession) ended(from wsframe.Side, err error) {
 func (sess *wsSession) closeConns() {
 	sess.client.conn.Close()
 	sess.upstream.conn.Close()
+	if sess.live != nil {
+		close(sess.live.done)
+		sess.client.wake()
+		sess.upstream.wake()
+	}
 }
 
 // noteClose remembers the first close frame: who began the close

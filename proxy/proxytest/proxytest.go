@@ -51,9 +51,19 @@ type TB interface {
 type Option func(*setup) error
 
 type setup struct {
-	cfg  config.Config
-	user string
-	pass string
+	cfg         config.Config
+	user        string
+	pass        string
+	interceptor proxy.Interceptor
+}
+
+// WithInterceptor gives the proxy an interceptor (package intercept's
+// Engine), to pause, edit and inject WebSocket messages from a test.
+func WithInterceptor(i proxy.Interceptor) Option {
+	return func(s *setup) error {
+		s.interceptor = i
+		return nil
+	}
 }
 
 // WithProfile applies a named profile, as --profile does: squid,
@@ -159,6 +169,9 @@ func Start(t TB, opts ...Option) *Server {
 	}
 	if popts.CA == nil {
 		popts.CA, popts.Issuer = ca, mitm.NewIssuer(ca, mitm.IssuerOptions{})
+	}
+	if s.interceptor != nil {
+		popts.Interceptor = s.interceptor
 	}
 	srv, err := proxy.New(popts, zerolog.Nop())
 	if err != nil {

@@ -10,6 +10,9 @@ type Edge struct {
 	hdr       [14]byte
 	hdrN      int
 	remaining int64
+	// inMessage is set between the first and the last frame of a
+	// fragmented data message; closed once a close frame began.
+	inMessage, closed bool
 }
 
 // Wrote accounts for bytes that were written to the peer.
@@ -32,6 +35,12 @@ func (e *Edge) Wrote(b []byte) {
 			continue
 		}
 		e.remaining = headerLength(e.hdr[:e.hdrN])
+		switch fin, op := e.hdr[0]&0x80 != 0, e.hdr[0]&0x0f; {
+		case op == 0x8:
+			e.closed = true
+		case op < 0x8:
+			e.inMessage = !fin
+		}
 		e.hdrN = 0
 	}
 }
@@ -39,6 +48,15 @@ func (e *Edge) Wrote(b []byte) {
 // Between reports whether the bytes written so far end on a frame
 // boundary.
 func (e *Edge) Between() bool { return e.hdrN == 0 && e.remaining == 0 }
+
+// BetweenMessages reports whether the bytes written so far end between
+// two data messages (not inside a fragmented one): a data message of
+// hopscope's own may go out only there.
+func (e *Edge) BetweenMessages() bool { return e.Between() && !e.inMessage }
+
+// Closed reports whether a close frame has been written: nothing but the
+// connection's end may follow it.
+func (e *Edge) Closed() bool { return e.closed }
 
 // headerLength decodes the payload length of a complete header.
 func headerLength(h []byte) int64 {

@@ -423,3 +423,27 @@ func TestEdge(t *testing.T) {
 		}
 	}
 }
+
+// Edge knows whether a stream ends between messages (a ping between the
+// fragments of a message is not such a place) and whether a close went out.
+func TestEdgeMessages(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		frames          [][]byte
+		between, closed bool
+	}{
+		{"whole message", [][]byte{frame(ws.OpText, true, 0, true, []byte("hi"))}, true, false},
+		{"first fragment", [][]byte{frame(ws.OpText, false, 0, true, []byte("h"))}, false, false},
+		{"ping between fragments", [][]byte{frame(ws.OpText, false, 0, true, []byte("h")), frame(ws.OpPing, true, 0, true, nil)}, false, false},
+		{"last fragment", [][]byte{frame(ws.OpText, false, 0, true, []byte("h")), frame(ws.OpContinuation, true, 0, true, []byte("i"))}, true, false},
+		{"close", [][]byte{frame(ws.OpClose, true, 0, false, []byte{3, 232})}, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var e Edge
+			e.Wrote(concat(tc.frames...))
+			if e.BetweenMessages() != tc.between || e.Closed() != tc.closed {
+				t.Fatalf("BetweenMessages() = %v, Closed() = %v; want %v, %v", e.BetweenMessages(), e.Closed(), tc.between, tc.closed)
+			}
+		})
+	}
+}
