@@ -50,6 +50,7 @@ type Config struct {
 	NoMITMHost            []string      `yaml:"no-mitm-host"`
 	WebSocket             wsConfig      `yaml:"websocket"`
 	storeConfig           `yaml:",inline"`
+	interceptConfig       `yaml:",inline"`
 	WSRules               string        `yaml:"ws-rules"`
 	WSInspectLimit        byteSize      `yaml:"ws-inspect-limit"`
 	WSPreview             int           `yaml:"ws-preview"`
@@ -182,6 +183,7 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "`level`: debug, info, warn, error")
 	fs.StringVar(&cfg.LogFile, "log-file", cfg.LogFile, "write events to `file` instead of standard error")
 	addStoreFlags(fs, cfg)
+	addInterceptFlags(fs, cfg)
 	fs.DurationVar(&cfg.DialTimeout, "dial-timeout", cfg.DialTimeout, "`duration` to wait when connecting to a destination (504 after)")
 	fs.DurationVar(&cfg.ResponseHeaderTimeout, "response-header-timeout", cfg.ResponseHeaderTimeout, "`duration` to wait for a destination's response headers (504 after); negative: no limit")
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", cfg.ReadHeaderTimeout, "`duration` a client may take to send request headers")

@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/hopscope/hopscope/eventlog"
+	"github.com/hopscope/hopscope/intercept"
 	"github.com/hopscope/hopscope/policy"
 	"github.com/hopscope/hopscope/proxy"
 )
@@ -19,6 +20,8 @@ import (
 // wsConfig is the websocket section of --config.
 type wsConfig struct {
 	Rules []policy.WSRuleSpec `yaml:"rules"`
+	// Breakpoints pause messages for a person (the interception engine).
+	Breakpoints []intercept.BreakpointSpec `yaml:"breakpoints"`
 }
 
 // ruleSource remembers where rules came from, so an error can name the

@@ -78,6 +78,9 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		logger.Warn().Str("event", "ca_created").Str("dir", ca.Dir).Str("fingerprint", ca.Fingerprint).
 			Msg("created a new local CA; trust it with `hopscope ca install` or fetch http://" + cfg.CAHost + "/ through the proxy")
 	}
+	if _, err := newInterceptor(cfg, opts, logger); err != nil {
+		return err
+	}
 	srv, err := proxy.New(opts, logger)
 	if err != nil {
 		return err
