@@ -12,6 +12,7 @@ import (
 	"github.com/hopscope/hopscope/eventlog"
 	"github.com/hopscope/hopscope/policy"
 	"github.com/hopscope/hopscope/proxy/wsframe"
+	"github.com/hopscope/hopscope/store"
 )
 
 // discardConn is a net.Conn whose writes vanish.
@@ -26,7 +27,8 @@ func (discardConn) Close() error                { return nil }
 // nowhere; it formats on its own goroutine) in --ws-log preview and meta
 // modes, and with no observer. Without an observer that wants payloads it
 // must not allocate; with one, the payload copies come from a slab, one
-// allocation per 16 KiB.
+// allocation per 16 KiB. "store" is the flow store of --ui and --har
+// observing (it wants 64 KiB of every payload), without the event log.
 func BenchmarkRelayFrame(b *testing.B) {
 	for _, tc := range []struct {
 		name string
@@ -35,9 +37,11 @@ func BenchmarkRelayFrame(b *testing.B) {
 		// held: a rule that never matches makes the relay hold every
 		// message and ask the deciders, which do nothing.
 		held bool
-	}{{"text-preview", ws.OpText, eventlog.WSLogPreview, false}, {"binary-preview", ws.OpBinary, eventlog.WSLogPreview, false},
-		{"meta", ws.OpBinary, eventlog.WSLogMeta, false}, {"unobserved", ws.OpBinary, "", false},
-		{"held-deciders-idle", ws.OpText, eventlog.WSLogMeta, true}} {
+		// store: the flow store observes.
+		store bool
+	}{{"text-preview", ws.OpText, eventlog.WSLogPreview, false, false}, {"binary-preview", ws.OpBinary, eventlog.WSLogPreview, false, false},
+		{"meta", ws.OpBinary, eventlog.WSLogMeta, false, false}, {"unobserved", ws.OpBinary, "", false, false},
+		{"held-deciders-idle", ws.OpText, eventlog.WSLogMeta, true, false}, {"store", ws.OpText, "", false, true}} {
 		b.Run(tc.name, func(b *testing.B) {
 			logger := zerolog.New(io.Discard).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 			srv, err := New(nil, logger)
@@ -46,6 +50,9 @@ func BenchmarkRelayFrame(b *testing.B) {
 			}
 			if tc.log != "" {
 				eventlog.Subscribe(srv.Flows(), logger, eventlog.Options{WSLog: tc.log})
+			}
+			if tc.store {
+				store.New(store.Options{}).Attach(srv.Flows())
 			}
 			b.Cleanup(srv.Flows().Close)
 			if tc.held {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -105,24 +106,33 @@ func BenchmarkChattyHour(b *testing.B) {
 }
 
 // BenchmarkObserveMessage is the store's cost per WebSocket message on its
-// own goroutine (the relay only enqueues): a 200-byte text message into
-// a store at its byte bound, so every message also evicts one.
+// own goroutine (the relay only enqueues): 200-byte text messages into a
+// store at its byte bound, so every message also evicts one, one at a
+// time (batch-1, the worst case) and in the bus's largest batches.
 //
 //	go test ./store -run '^$' -bench ObserveMessage -benchmem
 func BenchmarkObserveMessage(b *testing.B) {
-	w := newWorld()
-	st := New(Options{MaxBytes: 4 << 20})
-	ws := w.websocket("ws://bench.example/")
-	st.Observe(ws.open())
-	payload := strings.Repeat("m", 200)
-	batch := make([]flow.Record, 256)
-	for i := range batch {
-		batch[i] = ws.msg(flow.FromClient, flow.OpText, payload)
-	}
-	for st.Stats().EvictedMessages == 0 { // fill to the bound first
-		st.Observe(batch)
-	}
-	for i := 0; b.Loop(); i++ {
-		st.Observe(batch[i%256 : i%256+1])
+	for _, size := range []int{1, 256} {
+		b.Run(fmt.Sprintf("batch-%d", size), func(b *testing.B) {
+			w := newWorld()
+			st := New(Options{MaxBytes: 4 << 20})
+			ws := w.websocket("ws://bench.example/")
+			st.Observe(ws.open())
+			payload := strings.Repeat("m", 200)
+			batch := make([]flow.Record, 256)
+			for i := range batch {
+				batch[i] = ws.msg(flow.FromClient, flow.OpText, payload)
+			}
+			for st.Stats().EvictedMessages == 0 { // fill to the bound first
+				st.Observe(batch)
+			}
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				st.Observe(batch[:size])
+				n += size
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/msg")
+		})
 	}
 }
