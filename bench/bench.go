@@ -1,76 +1,105 @@
-// Package bench measures a proxy against the same work done directly, on
-// loopback, case by case: small GETs, a bulk CONNECT download, bumped
-// HTTPS with and without keep-alive, WebSocket echo and throughput, and
-// the memory idle connections cost. Each figure is a median of rounds,
-// and the ratio proxy/direct is the number to compare across proxies.
+// Package bench measures proxies against the same work done directly, on
+// loopback, in one sitting: lockstep WebSocket echo on the three ways a
+// WebSocket crosses a proxy, small GETs, bulk CONNECT downloads, bumped
+// HTTPS, and the resident memory idle sessions cost the proxy process.
+//
+// Every proxy under test runs as a process of its own (hopscope is started
+// from its own binary; others are given by address), so its CPU and RSS
+// are its own and the load client is as independent of it as it is of the
+// origins. Each round measures direct first and then every proxy, so the
+// ratio proxy/direct of one run compares proxies under the same machine
+// load.
 package bench
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/http/httptest"
+	"os/exec"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
-	"github.com/rs/zerolog"
-
-	"github.com/hopscope/hopscope/certs"
-	"github.com/hopscope/hopscope/eventlog"
-	"github.com/hopscope/hopscope/mitm"
-	"github.com/hopscope/hopscope/policy"
-	"github.com/hopscope/hopscope/proxy"
 )
 
 // Options configure a run.
 type Options struct {
-	// Proxy is host:port of a proxy to measure. Empty: hopscope in-process,
-	// set up as each case needs (bumping for HTTPS, inspecting WebSockets).
-	Proxy string
-	// ProxyCA is the PEM CA of an external proxy that bumps HTTPS; without
-	// it the bumped cases trust whatever certificate the proxy presents.
-	ProxyCA []byte
+	// Launch returns the command that runs hopscope with the given
+	// arguments (such as "serve --listen ..."), for the built-in targets;
+	// nil: only the Compare targets are measured.
+	Launch func(args []string) *exec.Cmd
+	// Builtin selects the hopscope processes to start, by name:
+	// "hopscope" (default flags, inspecting) and "hopscope-mitm" (--mitm).
+	// Empty: both, when Launch is set.
+	Builtin []string
+	// Compare are other running proxies, measured in the same rounds.
+	Compare []Target
 	// Rounds per case and side; the median is reported. Default 3.
 	Rounds int
-	// RoundTime bounds each round. Default 1.5s.
+	// RoundTime bounds each round of a rate case. Default 1s.
 	RoundTime time.Duration
+	// IdleConns is how many sessions the memory cases hold open. Default 500.
+	IdleConns int
 	// Cases selects cases by name; empty: all.
 	Cases []string
-	// Progress receives a line as each case starts and ends; nil: none.
+	// Progress receives a line per case and target; nil: none.
 	Progress io.Writer
 }
 
-// Result is one row of the table.
-type Result struct {
-	Case   string
-	Unit   string
-	Direct float64 // median over rounds
-	Proxy  float64
-	// Ratio is Proxy/Direct for rates, Proxy-Direct for memory.
+// Target is a proxy to measure.
+type Target struct {
+	// Name heads the target's column.
+	Name string
+	// Addr is the proxy's host:port.
+	Addr string
+	// CA is the PEM CA of a proxy that bumps TLS; clients trust it beside
+	// the origins' own root, so a blind proxy and a bumping one both work.
+	CA []byte
+	// PID is the proxy's process, for the memory cases; 0: found by the
+	// socket listening on Addr (Linux, same machine).
+	PID int
+}
+
+// Builtins are the hopscope processes a run starts when Options.Launch is
+// set and Options.Builtin is empty.
+var Builtins = []string{"hopscope", "hopscope-mitm"}
+
+// Report is the table of a run.
+type Report struct {
+	Targets []string
+	Rows    []Row
+}
+
+// Row is one case: the direct figure and one cell per target.
+type Row struct {
+	Case, Unit string
+	Memory     bool
+	Direct     Cell
+	Cells      []Cell // in Report.Targets order
+}
+
+// Cell is one side's figures for a case.
+type Cell struct {
+	// Value is the median rate over rounds, or for memory cases the
+	// median KiB of RSS per idle session.
+	Value float64
+	// Ratio is Value / direct Value for rate cases (1.00 = free).
 	Ratio float64
-	// Latency percentiles of single operations, where a case has them.
-	DirectP50, DirectP99, ProxyP50, ProxyP99 time.Duration
-	Note                                     string
+	// P50, P99 are latencies of single operations, where a case has them.
+	P50, P99 time.Duration
+	// Note says why a cell is empty.
+	Note string
 }
 
 // caseDef is one benchmark case.
 type caseDef struct {
 	name string
 	unit string
-	// run does one round against dial (nil: direct) and returns the rate
-	// and the latencies of single operations.
-	run func(ctx context.Context, e *env, viaProxy bool) (float64, []time.Duration, error)
-	// memory cases report KiB per connection and no ratio of rates.
+	// run does one round, through t (nil: direct), and returns the rate
+	// (or KiB per session) and the latencies of single operations.
+	run    func(ctx context.Context, e *env, t *target) (float64, []time.Duration, error)
 	memory bool
 }
 
@@ -83,92 +112,110 @@ func Cases() []string {
 	return names
 }
 
-func allCases() []caseDef {
-	return []caseDef{
-		{name: "small-get", unit: "req/s", run: smallGET},
-		{name: "connect-10MiB", unit: "MB/s", run: connectDownload},
-		{name: "https-keepalive-bumped", unit: "req/s", run: func(ctx context.Context, e *env, via bool) (float64, []time.Duration, error) {
-			return httpsRequests(ctx, e, via, true)
-		}},
-		{name: "https-newconn-bumped", unit: "req/s", run: func(ctx context.Context, e *env, via bool) (float64, []time.Duration, error) {
-			return httpsRequests(ctx, e, via, false)
-		}},
-		{name: "ws-echo-64B-x100", unit: "msg/s", run: wsEcho64},
-		{name: "ws-1MiB", unit: "MB/s", run: wsBig},
-		{name: "idle-ws-memory", unit: "KiB/conn", run: idleWS, memory: true},
-		{name: "idle-tunnel-memory", unit: "KiB/conn", run: idleTunnel, memory: true},
-	}
-}
-
-// Run measures every selected case and returns the table.
-func Run(ctx context.Context, opts Options) ([]Result, error) {
+// Run measures every selected case on every target and returns the table.
+func Run(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Rounds <= 0 {
 		opts.Rounds = 3
 	}
 	if opts.RoundTime <= 0 {
-		opts.RoundTime = 1500 * time.Millisecond
+		opts.RoundTime = time.Second
 	}
-	progress := opts.Progress
-	if progress == nil {
-		progress = io.Discard
+	if opts.IdleConns <= 0 {
+		opts.IdleConns = 500
+	}
+	if opts.Progress == nil {
+		opts.Progress = io.Discard
+	}
+	if opts.Launch != nil && len(opts.Builtin) == 0 {
+		opts.Builtin = Builtins
 	}
 	e, err := newEnv(opts)
 	if err != nil {
 		return nil, err
 	}
 	defer e.close()
-	var results []Result
+	if err := e.startTargets(); err != nil {
+		return nil, err
+	}
+	rep := &Report{}
+	for _, t := range e.targets {
+		rep.Targets = append(rep.Targets, t.Name)
+	}
 	for _, c := range allCases() {
 		if len(opts.Cases) > 0 && !slices.Contains(opts.Cases, c.name) {
 			continue
 		}
-		if c.memory && opts.Proxy != "" {
-			results = append(results, Result{Case: c.name, Unit: c.unit, Note: "in-process only"})
-			continue
-		}
-		fmt.Fprintf(progress, "%-24s ", c.name)
-		r, err := e.measure(ctx, c, opts)
-		if err != nil {
-			fmt.Fprintf(progress, "failed: %v\n", err)
-			results = append(results, Result{Case: c.name, Unit: c.unit, Note: "failed: " + err.Error()})
-			continue
-		}
-		fmt.Fprintf(progress, "direct %.1f, proxy %.1f %s\n", r.Direct, r.Proxy, r.Unit)
-		results = append(results, r)
+		rep.Rows = append(rep.Rows, e.measure(ctx, c))
 		if ctx.Err() != nil {
-			return results, ctx.Err()
+			return rep, ctx.Err()
 		}
 	}
-	return results, nil
+	return rep, nil
 }
 
-// measure runs rounds of a case, alternating direct and proxied, and keeps
-// the medians.
-func (e *env) measure(ctx context.Context, c caseDef, opts Options) (Result, error) {
-	var direct, proxied []float64
-	var dLat, pLat []time.Duration
-	for range opts.Rounds {
-		for _, via := range []bool{false, true} {
-			rate, lat, err := c.run(ctx, e, via)
+// measure runs rounds of a case: direct first, then every target, so that
+// each round sees every side under the same load.
+func (e *env) measure(ctx context.Context, c caseDef) Row {
+	sides := append([]*target{nil}, e.targets...)
+	values := make([][]float64, len(sides))
+	lats := make([][]time.Duration, len(sides))
+	notes := make([]string, len(sides))
+	for range e.opts.Rounds {
+		for i, t := range sides {
+			if notes[i] != "" || (c.memory && t == nil) || ctx.Err() != nil {
+				continue
+			}
+			if c.memory && t.restart != nil {
+				// A fresh process, so that memory freed by earlier
+				// cases does not hide what idle sessions cost.
+				if err := t.restart(); err != nil {
+					notes[i] = "failed: " + err.Error()
+					continue
+				}
+			}
+			v, lat, err := c.run(ctx, e, t)
 			if err != nil {
-				return Result{}, err
+				notes[i] = "failed: " + firstLine(err.Error())
+				continue
 			}
-			if via {
-				proxied, pLat = append(proxied, rate), append(pLat, lat...)
-			} else {
-				direct, dLat = append(direct, rate), append(dLat, lat...)
-			}
+			values[i] = append(values[i], v)
+			lats[i] = append(lats[i], lat...)
 		}
 	}
-	r := Result{Case: c.name, Unit: c.unit, Direct: median(direct), Proxy: median(proxied)}
-	if c.memory {
-		r.Ratio = r.Proxy - r.Direct // the proxy's own cost per connection
-	} else if r.Direct > 0 {
-		r.Ratio = r.Proxy / r.Direct
+	row := Row{Case: c.name, Unit: c.unit, Memory: c.memory}
+	cells := make([]Cell, len(sides))
+	for i := range sides {
+		cell := Cell{Value: median(values[i]), P50: percentile(lats[i], 50), P99: percentile(lats[i], 99), Note: notes[i]}
+		if len(values[i]) == 0 && cell.Note == "" {
+			cell.Note = "-"
+		}
+		cells[i] = cell
 	}
-	r.DirectP50, r.DirectP99 = percentile(dLat, 50), percentile(dLat, 99)
-	r.ProxyP50, r.ProxyP99 = percentile(pLat, 50), percentile(pLat, 99)
-	return r, nil
+	for i := 1; i < len(cells); i++ {
+		if !c.memory && cells[0].Value > 0 && cells[i].Note == "" {
+			cells[i].Ratio = cells[i].Value / cells[0].Value
+		}
+	}
+	row.Direct, row.Cells = cells[0], cells[1:]
+	fmt.Fprintf(e.opts.Progress, "%s\n", e.progressLine(row))
+	return row
+}
+
+func (e *env) progressLine(r Row) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-22s", r.Case)
+	if !r.Memory {
+		fmt.Fprintf(&b, " direct %.1f %s", r.Direct.Value, r.Unit)
+	}
+	for i, c := range r.Cells {
+		fmt.Fprintf(&b, ", %s %s", e.targets[i].Name, cellText(r, c))
+	}
+	return b.String()
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
 }
 
 func median(v []float64) float64 {
@@ -189,208 +236,101 @@ func percentile(d []time.Duration, p int) time.Duration {
 	return s[min(len(s)-1, len(s)*p/100)]
 }
 
-// Format writes the table.
-func Format(w io.Writer, results []Result) {
-	fmt.Fprintf(w, "%-24s %-9s %12s %12s %8s %10s %10s %10s %10s\n", "case", "unit", "direct", "proxy", "ratio", "d-p50", "d-p99", "p-p50", "p-p99")
-	for _, r := range results {
-		if r.Note != "" && r.Direct == 0 && r.Proxy == 0 {
-			fmt.Fprintf(w, "%-24s %-9s %s\n", r.Case, r.Unit, r.Note)
+// cellText is a cell as the ratio table shows it: the ratio for rates,
+// KiB per session for memory, or the note.
+func cellText(r Row, c Cell) string {
+	switch {
+	case c.Note != "":
+		return c.Note
+	case r.Memory:
+		return fmt.Sprintf("%.1f", c.Value)
+	default:
+		return fmt.Sprintf("%.2f", c.Ratio)
+	}
+}
+
+// Format writes the report as two tables: ratios (and memory), then the
+// latency percentiles of single operations.
+func Format(w io.Writer, rep *Report) {
+	head := append([]string{"case", "unit", "direct"}, rep.Targets...)
+	var rows [][]string
+	for _, r := range rep.Rows {
+		direct := fmt.Sprintf("%.1f", r.Direct.Value)
+		if r.Memory {
+			direct = "-"
+		} else if r.Direct.Note != "" {
+			direct = r.Direct.Note
+		}
+		row := []string{r.Case, r.Unit, direct}
+		for _, c := range r.Cells {
+			row = append(row, cellText(r, c))
+		}
+		rows = append(rows, row)
+	}
+	writeTable(w, head, rows)
+	fmt.Fprintln(w, "rates: proxy/direct in the same rounds (1.00 = no cost, higher is better);")
+	fmt.Fprintln(w, "memory (KiB/conn): the proxy process's RSS per idle session, its RSS before them subtracted (lower is better).")
+	fmt.Fprintln(w)
+
+	head = append([]string{"p50/p99 per operation", "direct"}, rep.Targets...)
+	rows = nil
+	for _, r := range rep.Rows {
+		if r.Memory {
 			continue
 		}
-		ratio := fmt.Sprintf("%.2f", r.Ratio)
-		if strings.HasPrefix(r.Unit, "KiB") {
-			ratio = fmt.Sprintf("+%.1f", r.Ratio)
+		row := []string{r.Case, latText(r.Direct)}
+		for _, c := range r.Cells {
+			row = append(row, latText(c))
 		}
-		fmt.Fprintf(w, "%-24s %-9s %12.1f %12.1f %8s %10s %10s %10s %10s\n", r.Case, r.Unit, r.Direct, r.Proxy, ratio,
-			dur(r.DirectP50), dur(r.DirectP99), dur(r.ProxyP50), dur(r.ProxyP99))
+		rows = append(rows, row)
 	}
-	fmt.Fprintln(w, "ratio: proxy/direct for rates (1.00 = no cost); for memory, the proxy's KiB per idle connection.")
+	writeTable(w, head, rows)
+}
+
+func latText(c Cell) string {
+	if c.P50 == 0 {
+		return "-"
+	}
+	return dur(c.P50) + " / " + dur(c.P99)
 }
 
 func dur(d time.Duration) string {
-	if d == 0 {
-		return "-"
+	switch {
+	case d >= time.Second:
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/1e6)
+	default:
+		return fmt.Sprintf("%dµs", d.Microseconds())
 	}
-	return d.Round(time.Microsecond).String()
 }
 
-// env is the loopback world: origins, and the proxies each case uses.
-type env struct {
-	opts        Options
-	httpOrigin  *httptest.Server
-	tlsOrigin   *httptest.Server
-	wsOrigin    *httptest.Server
-	bulk        net.Listener
-	originRoots *x509.CertPool
-	proxyRoots  *x509.CertPool
-	// in-process proxies, by role; their addresses, or the external one
-	plainAddr, bumpAddr string
-	stops               []func()
-}
-
-const bulkSize = 10 << 20
-
-func newEnv(opts Options) (*env, error) {
-	e := &env{opts: opts}
-	e.httpOrigin = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, "hello, small world")
-	}))
-	e.stops = append(e.stops, e.httpOrigin.Close)
-	caDir, err := tempDir()
-	if err != nil {
-		return nil, err
-	}
-	e.stops = append(e.stops, func() { removeAll(caDir) })
-	originCA, err := certs.Create(caDir+"/origin", false)
-	if err != nil {
-		return nil, err
-	}
-	e.originRoots = x509.NewCertPool()
-	e.originRoots.AddCert(originCA.Cert)
-	e.tlsOrigin = httptest.NewUnstartedServer(e.httpOrigin.Config.Handler)
-	e.tlsOrigin.TLS = mitm.NewIssuer(originCA, mitm.IssuerOptions{}).ServerConfig("localhost", nil)
-	e.tlsOrigin.Config.ErrorLog = discardLog()
-	e.tlsOrigin.StartTLS()
-	e.stops = append(e.stops, e.tlsOrigin.Close)
-	e.wsOrigin = httptest.NewServer(http.HandlerFunc(wsEchoHandler))
-	e.stops = append(e.stops, e.wsOrigin.Close)
-	if e.bulk, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		return nil, err
-	}
-	e.stops = append(e.stops, func() { e.bulk.Close() })
-	go serveBulk(e.bulk)
-
-	if opts.Proxy != "" {
-		e.plainAddr, e.bumpAddr = opts.Proxy, opts.Proxy
-		if len(opts.ProxyCA) > 0 {
-			e.proxyRoots = x509.NewCertPool()
-			e.proxyRoots.AppendCertsFromPEM(opts.ProxyCA)
+func writeTable(w io.Writer, head []string, rows [][]string) {
+	widths := make([]int, len(head))
+	for _, r := range append([][]string{head}, rows...) {
+		for i, s := range r {
+			widths[i] = max(widths[i], len([]rune(s)))
 		}
-		return e, nil
 	}
-	proxyCA, err := certs.Create(caDir+"/proxy", false)
-	if err != nil {
-		return nil, err
-	}
-	e.proxyRoots = x509.NewCertPool()
-	e.proxyRoots.AddCert(proxyCA.Cert)
-	pol := policy.New()
-	pol.ConnectPorts = policy.MustParsePortSet("*")
-	if e.plainAddr, err = e.startProxy(&proxy.Options{Policy: pol}); err != nil {
-		return nil, err
-	}
-	bumpPol := policy.New()
-	bumpPol.ConnectPorts = policy.MustParsePortSet("*")
-	bumpPol.Bump.All = true
-	e.bumpAddr, err = e.startProxy(&proxy.Options{Policy: bumpPol, CA: proxyCA,
-		Issuer: mitm.NewIssuer(proxyCA, mitm.IssuerOptions{}), UpstreamTLS: &tls.Config{RootCAs: e.originRoots}})
-	return e, err
-}
-
-// startProxy runs hopscope in-process, logging every event at the default
-// level to nowhere: the work of formatting events is part of the cost.
-func (e *env) startProxy(opts *proxy.Options) (string, error) {
-	logger := zerolog.New(io.Discard).Level(zerolog.InfoLevel).With().Timestamp().Logger()
-	srv, err := proxy.New(opts, logger)
-	if err != nil {
-		return "", err
-	}
-	eventlog.Subscribe(srv.Flows(), logger, eventlog.Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	go func() { _ = srv.Serve(ln) }()
-	e.stops = append(e.stops, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	return ln.Addr().String(), nil
-}
-
-func (e *env) close() {
-	for i := len(e.stops) - 1; i >= 0; i-- {
-		e.stops[i]()
-	}
-}
-
-func serveBulk(ln net.Listener) {
-	chunk := make([]byte, 256<<10)
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			// The client speaks first, so a tunnel is sniffed and spliced.
-			if _, err := c.Read(make([]byte, 1)); err != nil {
-				return
+	for _, r := range append([][]string{head}, rows...) {
+		for i, s := range r {
+			pad := widths[i] - len([]rune(s))
+			if i == 0 {
+				fmt.Fprint(w, s, strings.Repeat(" ", pad))
+			} else {
+				fmt.Fprint(w, "  ", strings.Repeat(" ", pad), s)
 			}
-			for sent := 0; sent < bulkSize; sent += len(chunk) {
-				if _, err := c.Write(chunk); err != nil {
-					return
-				}
-			}
-		}()
+		}
+		fmt.Fprintln(w)
 	}
 }
 
-func wsEchoHandler(w http.ResponseWriter, r *http.Request) {
-	conn, _, _, err := ws.UpgradeHTTP(r, w)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	for {
-		msg, op, err := wsutil.ReadClientData(conn)
-		if err != nil {
-			return
-		}
-		if err := wsutil.WriteServerMessage(conn, op, msg); err != nil {
-			return
-		}
-	}
+// target is a Target as a run uses it.
+type target struct {
+	Target
+	roots *x509.CertPool // the origins' root and the proxy's CA
+	// restart starts a fresh process, for hopscope processes the run owns.
+	restart func() error
 }
 
-// loop runs op from workers goroutines for one round (the clock starts
-// here, after the case's set-up), and returns operations per second and
-// each operation's latency.
-func (e *env) loop(parent context.Context, workers int, op func(worker int) error) (float64, []time.Duration, error) {
-	ctx, cancel := context.WithTimeout(parent, e.opts.RoundTime)
-	defer cancel()
-	var count atomic.Int64
-	var mu sync.Mutex
-	var lats []time.Duration
-	var firstErr error
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var mine []time.Duration
-			for ctx.Err() == nil {
-				t0 := time.Now()
-				if err := op(w); err != nil {
-					if ctx.Err() == nil {
-						mu.Lock()
-						if firstErr == nil {
-							firstErr = err
-						}
-						mu.Unlock()
-					}
-					break
-				}
-				mine = append(mine, time.Since(t0))
-				count.Add(1)
-			}
-			mu.Lock()
-			lats = append(lats, mine...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	return float64(count.Load()) / time.Since(start).Seconds(), lats, firstErr
-}
+var errNoProcess = errors.New("no process found listening on the proxy's address")

@@ -1,50 +1,109 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"runtime"
-	"runtime/debug"
-	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 )
 
-func (e *env) transport(proxyAddr string, roots *tlsRoots, keepAlive bool, conns int) *http.Transport {
+func allCases() []caseDef {
+	lockstep := func(route wsRoute, conns int) func(context.Context, *env, *target) (float64, []time.Duration, error) {
+		return func(ctx context.Context, e *env, t *target) (float64, []time.Duration, error) {
+			return wsLockstep(ctx, e, t, route, conns)
+		}
+	}
+	idle := func(open func(*env, *target) (io.Closer, error)) func(context.Context, *env, *target) (float64, []time.Duration, error) {
+		return func(ctx context.Context, e *env, t *target) (float64, []time.Duration, error) {
+			return idleRSS(ctx, e, t, open)
+		}
+	}
+	return []caseDef{
+		// Memory first: later cases leave heap behind in processes that
+		// cannot be restarted (--compare targets).
+		{name: "idle-tunnel-rss", unit: "KiB/conn", memory: true, run: idle(openIdleTunnel)},
+		{name: "idle-ws-rss", unit: "KiB/conn", memory: true, run: idle(openIdleWS(wsForward))},
+		{name: "idle-wss-rss", unit: "KiB/conn", memory: true, run: idle(openIdleWS(wssTunnel))},
+		{name: "ws-forward-64B-x1", unit: "msg/s", run: lockstep(wsForward, 1)},
+		{name: "ws-forward-64B-x100", unit: "msg/s", run: lockstep(wsForward, 100)},
+		{name: "ws-tunnel-64B-x1", unit: "msg/s", run: lockstep(wsTunnel, 1)},
+		{name: "ws-tunnel-64B-x100", unit: "msg/s", run: lockstep(wsTunnel, 100)},
+		{name: "wss-tunnel-64B-x1", unit: "msg/s", run: lockstep(wssTunnel, 1)},
+		{name: "wss-tunnel-64B-x100", unit: "msg/s", run: lockstep(wssTunnel, 100)},
+		{name: "ws-forward-1MiB", unit: "MB/s", run: wsBig},
+		{name: "small-get-x32", unit: "req/s", run: smallGET},
+		{name: "connect-10MiB", unit: "MB/s", run: download},
+		{name: "https-10MiB", unit: "MB/s", run: httpsDownload},
+		{name: "https-keepalive-x32", unit: "req/s", run: func(ctx context.Context, e *env, t *target) (float64, []time.Duration, error) {
+			return httpsRequests(ctx, e, t, true)
+		}},
+		{name: "https-newconn-x32", unit: "req/s", run: func(ctx context.Context, e *env, t *target) (float64, []time.Duration, error) {
+			return httpsRequests(ctx, e, t, false)
+		}},
+	}
+}
+
+// wsLockstep: conns WebSockets each send a 64-byte message and wait for its
+// echo before sending the next, so what counts is the latency each hop
+// adds (wake-ups, system calls), not bandwidth. Messages per second.
+func wsLockstep(ctx context.Context, e *env, t *target, route wsRoute, conns int) (float64, []time.Duration, error) {
+	clients := make([]*wsClient, 0, conns)
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	for range conns {
+		c, err := e.dialWS(t, route, 64)
+		if err != nil {
+			return 0, nil, err
+		}
+		clients = append(clients, c)
+	}
+	for _, c := range clients { // warm up: the first message of each
+		// A proxy that stalls fails the round instead of hanging it.
+		_ = c.conn.SetDeadline(time.Now().Add(e.opts.RoundTime + 10*time.Second))
+		if err := c.echo(); err != nil {
+			return 0, nil, err
+		}
+	}
+	return e.loop(ctx, conns, func(w int) error { return clients[w].echo() })
+}
+
+// wsBig: 1 MiB messages echoed on one ws:// connection (absolute form);
+// MB/s counts each message once.
+func wsBig(ctx context.Context, e *env, t *target) (float64, []time.Duration, error) {
+	c, err := e.dialWS(t, wsForward, 1<<20)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer c.Close()
+	rate, lats, err := e.loop(ctx, 1, func(int) error { return c.echo() })
+	return rate * (1 << 20) / 1e6, lats, err
+}
+
+func (e *env) transport(t *target, keepAlive bool, conns int) *http.Transport {
 	tr := &http.Transport{
 		MaxIdleConnsPerHost: conns,
 		DisableKeepAlives:   !keepAlive,
 		DisableCompression:  true,
-		ForceAttemptHTTP2:   false,
+		TLSClientConfig: &tls.Config{RootCAs: e.originRoots, NextProtos: []string{"http/1.1"},
+			// Clients resume TLS sessions, as browsers and curl do.
+			ClientSessionCache: tls.NewLRUClientSessionCache(64)},
 	}
-	if roots != nil {
-		tr.TLSClientConfig = roots.config()
-	}
-	if proxyAddr != "" {
-		tr.Proxy = http.ProxyURL(&url.URL{Scheme: "http", Host: proxyAddr})
+	if t != nil {
+		tr.TLSClientConfig.RootCAs = t.roots
+		tr.Proxy = http.ProxyURL(&url.URL{Scheme: "http", Host: t.Addr})
 	}
 	return tr
 }
-
-// tlsRoots is how a client checks the server: the origin's root directly,
-// the proxy's CA through a bump (or nothing, for an external proxy whose
-// CA was not given).
-type tlsRoots struct {
-	conf *tls.Config
-}
-
-func (r *tlsRoots) config() *tls.Config { return r.conf.Clone() }
 
 func get(c *http.Client, u string) error {
 	resp, err := c.Get(u)
@@ -59,236 +118,109 @@ func get(c *http.Client, u string) error {
 	return err
 }
 
-// smallGET: 32 concurrent keep-alive clients fetch a small answer.
-func smallGET(ctx context.Context, e *env, via bool) (float64, []time.Duration, error) {
+// smallGET: 32 concurrent keep-alive clients fetch an 18-byte answer.
+func smallGET(ctx context.Context, e *env, t *target) (float64, []time.Duration, error) {
 	const workers = 32
-	addr := ""
-	if via {
-		addr = e.plainAddr
-	}
-	tr := e.transport(addr, nil, true, workers)
+	tr := e.transport(t, true, workers)
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr}
 	return e.loop(ctx, workers, func(int) error { return get(c, e.httpOrigin.URL) })
 }
 
-// connectDownload: one client downloads 10 MiB over a new connection,
-// through a spliced CONNECT tunnel when proxied.
-func connectDownload(ctx context.Context, e *env, via bool) (float64, []time.Duration, error) {
-	var bytes int64
+// httpsRequests: 32 concurrent clients fetch over HTTPS (bumped by a proxy
+// that bumps); keepAlive false makes each request a new TLS connection.
+func httpsRequests(ctx context.Context, e *env, t *target, keepAlive bool) (float64, []time.Duration, error) {
+	const workers = 32
+	tr := e.transport(t, keepAlive, workers)
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	u := "https://" + withHost(e.tlsOrigin.Listener.Addr().String(), tlsHost) + "/"
+	return e.loop(ctx, workers, func(int) error { return get(c, u) })
+}
+
+// download: one client fetches 10 MiB over a new connection, through a
+// spliced CONNECT tunnel when proxied.
+func download(ctx context.Context, e *env, t *target) (float64, []time.Duration, error) {
+	origin := e.bulk.Addr().String()
+	var bytes atomic.Int64
 	start := time.Now()
 	_, lats, err := e.loop(ctx, 1, func(int) error {
-		conn, r, err := e.dialBulk(via)
+		var conn net.Conn
+		var err error
+		if t == nil {
+			conn, err = net.Dial("tcp", origin)
+		} else {
+			conn, err = connectVia(t.Addr, origin)
+		}
 		if err != nil {
 			return err
 		}
 		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(e.opts.RoundTime + 30*time.Second))
 		if _, err := conn.Write([]byte("x")); err != nil {
 			return err
 		}
-		n, err := io.Copy(io.Discard, r)
-		bytes += n
+		n, err := io.Copy(io.Discard, conn)
+		bytes.Add(n)
 		if n != bulkSize {
 			return fmt.Errorf("downloaded %d of %d bytes: %v", n, bulkSize, err)
 		}
 		return nil
 	})
-	return float64(bytes) / 1e6 / time.Since(start).Seconds(), lats, err
+	return float64(bytes.Load()) / 1e6 / time.Since(start).Seconds(), lats, err
 }
 
-func (e *env) dialBulk(via bool) (net.Conn, io.Reader, error) {
-	if !via {
-		c, err := net.Dial("tcp", e.bulk.Addr().String())
-		return c, c, err
-	}
-	return connectVia(e.plainAddr, e.bulk.Addr().String())
-}
-
-// connectVia opens a CONNECT tunnel through proxyAddr.
-func connectVia(proxyAddr, target string) (net.Conn, io.Reader, error) {
-	c, err := net.Dial("tcp", proxyAddr)
-	if err != nil {
-		return nil, nil, err
-	}
-	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
-	if err != nil || resp.StatusCode != http.StatusOK {
-		c.Close()
-		return nil, nil, fmt.Errorf("CONNECT %s through %s: %v %v", target, proxyAddr, resp, err)
-	}
-	return c, br, nil
-}
-
-// httpsRequests: 32 concurrent clients fetch over HTTPS, bumped when
-// proxied; keepAlive false makes each request a new TLS connection.
-func httpsRequests(ctx context.Context, e *env, via, keepAlive bool) (float64, []time.Duration, error) {
-	const workers = 32
-	roots := &tlsRoots{conf: &tls.Config{RootCAs: e.originRoots, ServerName: "localhost"}}
-	addr := ""
-	if via {
-		addr = e.bumpAddr
-		roots = &tlsRoots{conf: &tls.Config{RootCAs: e.proxyRoots, InsecureSkipVerify: e.proxyRoots == nil}}
-	}
-	tr := e.transport(addr, roots, keepAlive, workers)
+// httpsDownload: one client GETs 10 MiB over HTTPS on a kept-alive
+// connection (bumped by a proxy that bumps).
+func httpsDownload(ctx context.Context, e *env, t *target) (float64, []time.Duration, error) {
+	tr := e.transport(t, true, 1)
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr}
-	u := "https://" + strings.Replace(e.tlsOrigin.Listener.Addr().String(), "127.0.0.1", "localhost", 1) + "/"
-	return e.loop(ctx, workers, func(int) error { return get(c, u) })
+	u := "https://" + withHost(e.tlsOrigin.Listener.Addr().String(), tlsHost) + "/10MiB"
+	rate, lats, err := e.loop(ctx, 1, func(int) error { return get(c, u) })
+	return rate * bulkSize / 1e6, lats, err
 }
 
-// dialWS opens a WebSocket to the echo origin, through a CONNECT tunnel
-// (as browsers send ws://) when proxied.
-func (e *env) dialWS(via bool) (net.Conn, error) {
-	d := ws.Dialer{Timeout: 5 * time.Second}
-	if via {
-		d.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, r, err := connectVia(e.plainAddr, addr)
-			if err != nil {
-				return nil, err
+// loop runs op from workers goroutines for one round (the clock starts
+// here, after the case's set-up), and returns operations per second and
+// each operation's latency.
+func (e *env) loop(parent context.Context, workers int, op func(worker int) error) (float64, []time.Duration, error) {
+	ctx, cancel := context.WithTimeout(parent, e.opts.RoundTime)
+	defer cancel()
+	var count atomic.Int64
+	var mu sync.Mutex
+	var lats []time.Duration
+	var firstErr error
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mine := make([]time.Duration, 0, 1024)
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				if err := op(w); err != nil {
+					if ctx.Err() == nil {
+						mu.Lock()
+						if firstErr == nil {
+							firstErr = err
+						}
+						mu.Unlock()
+					}
+					break
+				}
+				mine = append(mine, time.Since(t0))
+				count.Add(1)
 			}
-			if br := r.(*bufio.Reader); br.Buffered() > 0 {
-				return nil, errors.New("unexpected bytes after CONNECT")
-			}
-			return c, nil
-		}
+			mu.Lock()
+			lats = append(lats, mine...)
+			mu.Unlock()
+		}()
 	}
-	conn, _, _, err := d.Dial(context.Background(), "ws"+strings.TrimPrefix(e.wsOrigin.URL, "http")+"/echo")
-	return conn, err
-}
-
-// wsEcho64: 100 connections each echo 64-byte messages, one in flight.
-func wsEcho64(ctx context.Context, e *env, via bool) (float64, []time.Duration, error) {
-	const n = 100
-	conns := make([]net.Conn, n)
-	for i := range conns {
-		c, err := e.dialWS(via)
-		if err != nil {
-			return 0, nil, err
-		}
-		defer c.Close()
-		conns[i] = c
+	wg.Wait()
+	if count.Load() == 0 && firstErr == nil {
+		firstErr = errors.New("no operation completed within the round")
 	}
-	payload := make([]byte, 64)
-	return e.loop(ctx, n, func(w int) error {
-		if err := wsutil.WriteClientBinary(conns[w], payload); err != nil {
-			return err
-		}
-		_, err := wsutil.ReadServerBinary(conns[w])
-		return err
-	})
+	return float64(count.Load()) / time.Since(start).Seconds(), lats, firstErr
 }
-
-// wsBig: 1 MiB messages echoed on one connection; MB/s counts each
-// message once.
-func wsBig(ctx context.Context, e *env, via bool) (float64, []time.Duration, error) {
-	c, err := e.dialWS(via)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer c.Close()
-	payload := make([]byte, 1<<20)
-	rate, lats, err := e.loop(ctx, 1, func(int) error {
-		if err := wsutil.WriteClientBinary(c, payload); err != nil {
-			return err
-		}
-		_, err := wsutil.ReadServerBinary(c)
-		return err
-	})
-	return rate * float64(len(payload)) / 1e6, lats, err
-}
-
-// idleConns measures the heap and stacks 1,000 idle connections cost, in
-// KiB per connection; the proxy's share is the proxied figure minus the
-// direct one (clients and origins live in this process too).
-func idleConns(open func() (net.Conn, error)) (float64, []time.Duration, error) {
-	const n = 1000
-	// Let the previous case's connections and goroutines finish dying, so
-	// the baseline is not lowered by their memory coming back.
-	time.Sleep(300 * time.Millisecond)
-	runtime.GC()
-	runtime.GC()
-	debug.FreeOSMemory()
-	var m0, m1 runtime.MemStats
-	runtime.ReadMemStats(&m0)
-	conns := make([]net.Conn, 0, n)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for range n {
-		c, err := open()
-		if err != nil {
-			return 0, nil, err
-		}
-		conns = append(conns, c)
-	}
-	time.Sleep(200 * time.Millisecond)
-	// Two collections: sync.Pool keeps its buffers through the first (the
-	// victim cache), and pooled relay buffers are not a cost of idling.
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&m1)
-	used := int64(m1.HeapInuse+m1.StackInuse) - int64(m0.HeapInuse+m0.StackInuse)
-	return float64(used) / n / 1024, nil, nil
-}
-
-func idleWS(_ context.Context, e *env, via bool) (float64, []time.Duration, error) {
-	return idleConns(func() (net.Conn, error) {
-		c, err := e.dialWS(via)
-		if err != nil {
-			return nil, err
-		}
-		if err := wsutil.WriteClientBinary(c, []byte("x")); err != nil {
-			return nil, err
-		}
-		_, err = wsutil.ReadServerBinary(c)
-		return c, err
-	})
-}
-
-func idleTunnel(_ context.Context, e *env, via bool) (float64, []time.Duration, error) {
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, nil, err
-	}
-	defer echo.Close()
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	return idleConns(func() (net.Conn, error) {
-		var c net.Conn
-		var r io.Reader
-		var err error
-		if via {
-			c, r, err = connectVia(e.plainAddr, echo.Addr().String())
-		} else {
-			c, err = net.Dial("tcp", echo.Addr().String())
-			r = c
-		}
-		if err != nil {
-			return nil, err
-		}
-		if _, err := c.Write([]byte("x")); err != nil {
-			return nil, err
-		}
-		_, err = io.ReadFull(r, make([]byte, 1))
-		return c, err
-	})
-}
-
-func tempDir() (string, error) { return os.MkdirTemp("", "hopscope-bench") }
-
-func removeAll(dir string) { _ = os.RemoveAll(dir) }
-
-func discardLog() *log.Logger { return log.New(io.Discard, "", 0) }

@@ -2,16 +2,21 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hopscope/hopscope/config"
 )
 
 // TestMain lets a test run the real main() in a child process: the child
@@ -100,5 +105,41 @@ func TestUsageErrorExitStatus(t *testing.T) {
 	}
 	if len(out) == 0 {
 		t.Error("no message")
+	}
+}
+
+// hopscope bench starts hopscope from its own binary as a separate process
+// (here the test binary, which runs main()) and prints one table.
+func TestBenchStartsHopscopeProcesses(t *testing.T) {
+	var stdout, stderr strings.Builder
+	err := run(context.Background(), []string{"bench", "--rounds", "1", "--round-time", "50ms", "--idle-conns", "3",
+		"--cases", "idle-wss-rss,wss-tunnel-64B-x1"}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	table := stdout.String()
+	for _, want := range []string{"hopscope", "hopscope-mitm", "idle-wss-rss", "wss-tunnel-64B-x1"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("%q missing:\n%s", want, table)
+		}
+	}
+	if strings.Contains(table, "failed") {
+		t.Errorf("a case failed:\n%s\n%s", table, stderr.String())
+	}
+}
+
+func TestBenchUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--cases", "nope"},
+		{"--builtin", "squid"},
+		{"--builtin", "none"},
+		{"--compare-ca", "x=/dev/null"},
+		{"--compare", "a=127.0.0.1:1", "--compare", "a=127.0.0.1:2"},
+	} {
+		err := run(context.Background(), append([]string{"bench"}, args...), io.Discard, io.Discard)
+		var usage config.UsageError
+		if !errors.As(err, &usage) {
+			t.Errorf("%v: %v, want a usage error", args, err)
+		}
 	}
 }
