@@ -1,10 +1,13 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/elazarl/goproxy"
 
@@ -15,7 +18,7 @@ import (
 // publishes the exchange when the answer is complete.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, info connInfo) {
 	x := s.startExchange(r, info, r.URL.Redacted())
-	body := &countingBody{ReadCloser: r.Body, flow: x}
+	body := &countingBody{ReadCloser: r.Body, flow: x, idle: s.opts.IdleTimeout, rc: http.NewResponseController(w)}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = body
 	}
@@ -83,6 +86,11 @@ func (s *Server) finishForward(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 				// connection, and the client's connection cannot go on.
 				pe = &proxyError{Status: http.StatusBadRequest, ProxyStatus: "http_request_error", Rule: "request-body",
 					Message: fmt.Sprintf("hopscope: the request body is malformed (%v); the request was not completed to %s", err, target.Target()), Err: err}
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					pe.Status, pe.Rule = http.StatusRequestTimeout, "idle-timeout"
+					pe.Message = fmt.Sprintf("hopscope: the client sent no request body bytes for %s (--idle-timeout); the request was not completed to %s", s.opts.IdleTimeout, target.Target())
+				}
 				ex.writer.closeAfter = true
 			}
 			ex.writer.upstreamErr, ex.writer.byProxy = pe, true
@@ -234,15 +242,29 @@ func (w *clientWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // atomic.
 // It also keeps the first error reading the body, which is the client's
 // doing (a malformed chunked body, a connection that ended early).
+//
+// A client that stops sending in the middle of its body (slowloris) is cut
+// off after idle without a byte, rather than holding an upstream request
+// open for as long as the destination waits.
 type countingBody struct {
 	io.ReadCloser
 	n    atomic.Int64
 	flow *exchangeFlow // nil: not observed
 	err  atomic.Pointer[error]
+	idle time.Duration
+	rc   *http.ResponseController
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
+	if b.idle > 0 {
+		_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	}
 	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && b.idle > 0 {
+		// net/http's read for a client that goes away comes next: it must
+		// not time out.
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
 	b.n.Add(int64(n))
 	b.flow.requestBody(p[:n], err == io.EOF)
 	if err != nil && err != io.EOF {

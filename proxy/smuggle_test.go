@@ -331,3 +331,18 @@ func TestConnectEarlyBytesReachTheTunnel(t *testing.T) {
 		}
 	})
 }
+
+// A client that stops in the middle of its body (slowloris on the body) is
+// cut off after --idle-timeout without a byte: a 408 that says so, and the
+// origin's request is dropped, not left waiting as long as it would wait.
+func TestStalledRequestBodyTimesOut(t *testing.T) {
+	origin := startBodyOrigin(t)
+	px := startProxy(t, &proxy.Options{IdleTimeout: 300 * time.Millisecond})
+	host := strings.TrimPrefix(origin.URL, "http://")
+	resp, conn, br := px.rawRequest("POST " + origin.URL + "/slow HTTP/1.1\r\nHost: " + host + "\r\nContent-Length: 10\r\n\r\nabc")
+	checkProxyAnswer(t, resp, http.StatusRequestTimeout, "http_request_error", "no request body bytes", "--idle-timeout")
+	expectClosed(t, conn, br)
+	if origin.complete.Load() != 0 {
+		t.Error("the origin received the stalled request complete")
+	}
+}
