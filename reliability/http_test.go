@@ -6,8 +6,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,10 +22,26 @@ import (
 func TestSmugglingAndFraming(t *testing.T) {
 	noLeaks(t)
 	origin := startOrigin(t, answer(okAnswer))
+	// An origin that reads each body whole before it answers, so that a
+	// broken body is found before any answer.
+	var readerPaths []string
+	var mu sync.Mutex
+	reader := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		readerPaths = append(readerPaths, r.URL.Path)
+		mu.Unlock()
+		if _, err := io.ReadAll(r.Body); err == nil {
+			_, _ = io.WriteString(w, "ok")
+		}
+	}))
+	defer reader.Close()
 	px := start(t, nil)
 	a := origin.addr()
 	post := "POST http://" + a + "/ HTTP/1.1\r\nHost: " + a + "\r\n"
 	hidden := "GET http://" + a + "/hidden HTTP/1.1\r\nHost: " + a + "\r\n\r\n"
+	ra := strings.TrimPrefix(reader.URL, "http://")
+	postChunked := "POST http://" + ra + "/ HTTP/1.1\r\nHost: " + ra + "\r\nTransfer-Encoding: chunked\r\n\r\n"
+	readerHidden := "GET http://" + ra + "/hidden HTTP/1.1\r\nHost: " + ra + "\r\n\r\n"
 	cases := []struct {
 		name, raw string
 		status    int
@@ -33,10 +52,10 @@ func TestSmugglingAndFraming(t *testing.T) {
 		{"TE and CL, request behind the body", post + "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n" + hidden, 200, "", "ok"},
 		{"two Content-Lengths", post + "Content-Length: 3\r\nContent-Length: 40\r\n\r\nabc" + hidden, 400, "", ""},
 		{"Transfer-Encoding not chunked last", post + "Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n" + hidden, 501, "", ""},
-		{"chunk size not hex", post + "Transfer-Encoding: chunked\r\n\r\nxyz\r\n" + hidden, 400, "http_request_error", "request body is malformed"},
-		{"chunk size overflow", post + "Transfer-Encoding: chunked\r\n\r\n10000000000000000\r\n" + hidden, 400, "http_request_error", "request body is malformed"},
-		{"chunk extension of 1 MiB", post + "Transfer-Encoding: chunked\r\n\r\n1;" + strings.Repeat("e", 1<<20) + "\r\na\r\n0\r\n\r\n", 400, "http_request_error", "request body is malformed"},
-		{"chunk longer than its size", post + "Transfer-Encoding: chunked\r\n\r\n1\r\nabc\r\n0\r\n\r\n" + hidden, 400, "http_request_error", "request body is malformed"},
+		{"chunk size not hex", postChunked + "xyz\r\n" + readerHidden, 400, "http_request_error", "request body is malformed"},
+		{"chunk size overflow", postChunked + "10000000000000000\r\n" + readerHidden, 400, "http_request_error", "request body is malformed"},
+		{"chunk extension of 1 MiB", postChunked + "1;" + strings.Repeat("e", 1<<20) + "\r\na\r\n0\r\n\r\n", 400, "http_request_error", "request body is malformed"},
+		{"chunk longer than its size", postChunked + "1\r\nabc\r\n0\r\n\r\n" + readerHidden, 400, "http_request_error", "request body is malformed"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -56,6 +75,11 @@ func TestSmugglingAndFraming(t *testing.T) {
 		c := dialRaw(t, px)
 		refusal(t, c.send(t, "GET http://user:pw@"+a+"/ HTTP/1.1\r\nHost: "+a+"\r\n\r\n"), 400, "http_request_error", "credentials")
 	})
+	mu.Lock()
+	if slices.Contains(readerPaths, "/hidden") {
+		t.Errorf("a hidden request reached the origin: %q", readerPaths)
+	}
+	mu.Unlock()
 	for _, head := range origin.received() {
 		if strings.Contains(head, "/hidden") {
 			t.Errorf("a hidden request reached the origin:\n%s", head)
