@@ -13,6 +13,7 @@ import (
 // HAR file it is written to on exit.
 type storeConfig struct {
 	HAR            string   `yaml:"har"`
+	HARImport      []string `yaml:"har-import"`
 	StoreFlows     int      `yaml:"store-flows"`
 	StoreBytes     byteSize `yaml:"store-bytes"`
 	StoreItemBytes byteSize `yaml:"store-item-bytes"`
@@ -28,6 +29,7 @@ func defaultStoreConfig() storeConfig {
 
 func addStoreFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.HAR, "har", cfg.HAR, "on exit, write every flow hopscope kept (WebSocket messages included) to `file` as HAR 1.2; it holds cookies and passwords, so it is written 0600")
+	fs.Var(&listFlag{values: &cfg.HARImport}, "har-import", "load the flows of a HAR `file` (Chrome's, hopscope's; WebSocket messages included) into the flow store at start, to view them with --ui (repeatable)")
 	fs.IntVar(&cfg.StoreFlows, "store-flows", cfg.StoreFlows, "flows the flow store (--ui, --har) keeps; the oldest finished go first")
 	fs.Var(&cfg.StoreBytes, "store-bytes", "`size` the flow store may hold (bodies, messages, headers), e.g. 256MiB; the oldest messages and flows go first")
 	fs.Var(&cfg.StoreItemBytes, "store-item-bytes", "`size` kept of each body and WebSocket message in the flow store (the rest is counted and hashed), e.g. 64KiB")

@@ -69,6 +69,10 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err := checkStoreSettings(cfg); err != nil {
 		return err
 	}
+	flows, loaded, err := newFlowStore(cfg)
+	if err != nil {
+		return err
+	}
 	logger, closeLog, err := newLogger(cfg, stderr)
 	if err != nil {
 		return err
@@ -89,9 +93,12 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	// the bus after the last exchange, and the log has written it all when
 	// Shutdown returns.
 	eventlog.Subscribe(srv.Flows(), logger, logOpts)
-	flows, err := newFlowStore(cfg, srv.Flows())
-	if err != nil {
-		return err
+	if flows != nil {
+		flows.Attach(srv.Flows())
+	}
+	for i, s := range loaded {
+		logger.Info().Str("event", "har_import").Str("file", cfg.HARImport[i]).Int("entries", s.Entries).
+			Int("websockets", s.WebSockets).Int("messages", s.Messages).Int("tunnels", s.Tunnels).Msg("loaded a HAR into the flow store")
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

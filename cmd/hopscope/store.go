@@ -6,14 +6,13 @@ import (
 	"path/filepath"
 
 	"github.com/hopscope/hopscope/config"
-	"github.com/hopscope/hopscope/flow"
 	"github.com/hopscope/hopscope/har"
 	"github.com/hopscope/hopscope/store"
 )
 
-// storeWanted reports whether anything reads the flow store: --har (and
-// the web UI).
-func storeWanted(cfg config.Config) bool { return cfg.HAR != "" }
+// storeWanted reports whether anything reads the flow store: --har,
+// --har-import (and the web UI).
+func storeWanted(cfg config.Config) bool { return cfg.HAR != "" || len(cfg.HARImport) > 0 }
 
 // checkStoreSettings refuses bad store settings, and a --har file that
 // could not be written, before the proxy starts rather than at exit.
@@ -24,19 +23,40 @@ func checkStoreSettings(cfg config.Config) error {
 	return cfg.CheckHARFile()
 }
 
-// newFlowStore makes the flow store and subscribes it to the proxy's
-// flows; nil when nothing reads it.
-func newFlowStore(cfg config.Config, flows *flow.Bus) (*store.Store, error) {
+// newFlowStore makes the flow store and loads the --har-import files
+// into it, before the proxy starts; nil when nothing reads it. Attach it
+// to the proxy's flows.
+func newFlowStore(cfg config.Config) (*store.Store, []har.ImportStats, error) {
 	if !storeWanted(cfg) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	opts, err := cfg.StoreOptions()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st := store.New(opts)
-	st.Attach(flows)
-	return st, nil
+	var loaded []har.ImportStats
+	for _, path := range cfg.HARImport {
+		stats, err := importHARFile(st, path)
+		if err != nil {
+			return nil, nil, err
+		}
+		loaded = append(loaded, stats)
+	}
+	return st, loaded, nil
+}
+
+func importHARFile(st *store.Store, path string) (har.ImportStats, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return har.ImportStats{}, config.UsageError{Msg: fmt.Sprintf("--har-import: %v", err)}
+	}
+	defer f.Close()
+	h, err := har.Read(f)
+	if err != nil {
+		return har.ImportStats{}, config.UsageError{Msg: fmt.Sprintf("--har-import %s: %v", path, err)}
+	}
+	return har.Import(st, h), nil
 }
 
 // writeHARFile writes st to path as HAR, through a temporary file renamed

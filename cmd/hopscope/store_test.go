@@ -168,3 +168,47 @@ func TestBadStoreSettingsAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// --har-import loads a HAR into the store at start (to view it with the
+// UI); with --har, it comes out again on exit, messages included.
+func TestHARImportAtStart(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.har")
+	logFile := filepath.Join(dir, "events.log")
+	chrome := filepath.Join("..", "..", "har", "testdata", "chrome-websocket.har")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--log-file", logFile, "--har-import", chrome, "--har", out}, io.Discard, io.Discard)
+	}()
+	waitListenAddr(t, logFile)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h, err := har.Read(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Log.Entries) != 1 || h.Log.Entries[0].WebSocket == nil || len(*h.Log.Entries[0].WebSocket) != 4 {
+		t.Fatalf("entries after import and export: %+v", h.Log.Entries)
+	}
+	logged, _ := os.ReadFile(logFile)
+	if !strings.Contains(string(logged), `"event":"har_import"`) || !strings.Contains(string(logged), `"messages":4`) {
+		t.Errorf("no har_import event with the counts:\n%s", logged)
+	}
+
+	bad := filepath.Join(dir, "bad.har")
+	os.WriteFile(bad, []byte(`{"not":"har"}`), 0o600)
+	for _, path := range []string{bad, filepath.Join(dir, "missing.har")} {
+		err := run(context.Background(), []string{"--listen", "127.0.0.1:0", "--har-import", path}, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "--har-import") {
+			t.Errorf("--har-import %s: %v", path, err)
+		}
+	}
+}
