@@ -48,6 +48,7 @@ type Config struct {
 	MITM                  bool          `yaml:"mitm"`
 	MITMHost              []string      `yaml:"mitm-host"`
 	NoMITMHost            []string      `yaml:"no-mitm-host"`
+	MITMHTTP1Only         bool          `yaml:"mitm-http1-only"`
 	WebSocket             wsConfig      `yaml:"websocket"`
 	storeConfig           `yaml:",inline"`
 	interceptConfig       `yaml:",inline"`
@@ -194,6 +195,7 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.CAHost, "ca-host", cfg.CAHost, "serve the CA certificate and install steps at http://`name`/ through the proxy")
 	fs.BoolVar(&cfg.MITM, "mitm", cfg.MITM, "bump every TLS tunnel with the local CA (created on first use)")
 	fs.Var(&listFlag{values: &cfg.MITMHost}, "mitm-host", "bump only TLS tunnels to hosts matching `pattern` (repeatable)")
+	fs.BoolVar(&cfg.MITMHTTP1Only, "mitm-http1-only", cfg.MITMHTTP1Only, "offer bumped clients HTTP/1.1 only (default: h2 first, HTTP/1.1 to the destination)")
 	fs.Var(&listFlag{values: &cfg.NoMITMHost}, "no-mitm-host", "never look inside tunnels to hosts matching `pattern` (repeatable): pinned apps")
 	fs.StringVar(&cfg.WSRules, "ws-rules", cfg.WSRules, "YAML `file` with a list of WebSocket rules (replaces websocket.rules of --config)")
 	fs.Var(&cfg.WSInspectLimit, "ws-inspect-limit", "`size` of each WebSocket message kept for inspection and rules, e.g. 1MiB; 0 keeps none")

@@ -175,6 +175,7 @@ func (cfg Config) proxyOptions() (*proxy.Options, error) {
 		CAHost:                cfg.CAHost,
 		NoProxy:               noProxy,
 		NoProxyPlainNames:     plainNames,
+		BumpHTTP1Only:         cfg.MITMHTTP1Only,
 	}
 	if strings.ContainsAny(cfg.Pseudonym, " ,;\"\t") || cfg.Pseudonym == "" {
 		return nil, UsageError{Msg: fmt.Sprintf("--pseudonym %q: must be one token without spaces, commas or quotes", cfg.Pseudonym)}

@@ -93,8 +93,9 @@ func newTLSWorld(t testing.TB, bump policy.BumpRules, handler http.Handler) *tls
 func (w *tlsWorld) client(t testing.TB, roots *x509.CertPool, keepAlive bool) (*http.Client, *http.Transport) {
 	tr := &http.Transport{
 		Proxy: http.ProxyURL(w.px.url()),
-		// Offer h2 first, as browsers do: the bump must settle on http/1.1.
+		// Offer h2 first and speak it, as browsers do.
 		TLSClientConfig:   &tls.Config{RootCAs: roots, NextProtos: []string{"h2", "http/1.1"}},
+		ForceAttemptHTTP2: true,
 		DisableKeepAlives: !keepAlive,
 	}
 	t.Cleanup(tr.CloseIdleConnections)
@@ -137,7 +138,7 @@ func TestBumpHTTPS(t *testing.T) {
 	}
 	tr.CloseIdleConnections()
 	te := w.px.waitEvent("tunnel", nil)
-	want := map[string]any{"mode": "bump", "sni": "localhost", "alpn": "http/1.1", "leaf": "minted", "status": float64(200)}
+	want := map[string]any{"mode": "bump", "sni": "localhost", "alpn": "h2", "leaf": "minted", "status": float64(200)}
 	for k, v := range want {
 		if te[k] != v {
 			t.Errorf("tunnel event %s = %v, want %v", k, te[k], v)

@@ -58,6 +58,10 @@ func viaEntry(major, minor int, name string) string {
 	if major == 0 {
 		major, minor = 1, 1
 	}
+	if major >= 2 {
+		// RFC 9110 section 7.6.3: HTTP/2 and HTTP/3 have no minor version.
+		return strconv.Itoa(major) + " " + name
+	}
 	return strconv.Itoa(major) + "." + strconv.Itoa(minor) + " " + name
 }
 

@@ -62,6 +62,11 @@ type Options struct {
 	// are bumped is Policy.Bump. nil: TLS tunnels are always spliced.
 	Issuer *mitm.Issuer
 
+	// BumpHTTP1Only offers bumped clients ALPN http/1.1 alone. false (the
+	// default): h2 first, as real servers do, so a browser sees HTTP/2 as it
+	// would without hopscope; the destination is spoken to in HTTP/1.1.
+	BumpHTTP1Only bool
+
 	// CA is served to clients at http://CAHost/ so they can trust it.
 	// nil: no CA page.
 	CA *certs.CA

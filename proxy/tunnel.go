@@ -183,7 +183,14 @@ func (s *Server) openTunnel(ctx context.Context, client net.Conn, target policy.
 func (s *Server) bump(ctx context.Context, client net.Conn, target policy.Request, rec *tunnelRecord, primed *primedConn) (*tls.Conn, error) {
 	var leaf mitm.LeafSource
 	upstreamLeaf := func(string) (*x509.Certificate, error) { return s.upstreamLeaf(ctx, primed, target) }
-	conn := tls.Server(client, s.opts.Issuer.BumpConfig(target.Host, &leaf, upstreamLeaf))
+	conf := s.opts.Issuer.BumpConfig(target.Host, &leaf, upstreamLeaf)
+	if !s.opts.BumpHTTP1Only {
+		// HTTP/2 to the client, HTTP/1.1 upstream. The inner server does
+		// not offer RFC 8441 extended CONNECT, so browsers open WebSockets
+		// on an HTTP/1.1 connection of their own, which the relay serves.
+		conf.NextProtos = []string{alpnH2, "http/1.1"}
+	}
+	conn := tls.Server(client, conf)
 	hsCtx, cancel := context.WithTimeout(ctx, s.opts.ReadHeaderTimeout)
 	err := conn.HandshakeContext(hsCtx)
 	cancel()
@@ -205,6 +212,9 @@ func (s *Server) bump(ctx context.Context, client net.Conn, target policy.Reques
 	return conn, nil
 }
 
+// alpnH2 is HTTP/2's ALPN protocol ID (RFC 9113 section 3.2).
+const alpnH2 = "h2"
+
 // tunnelInfo describes the tunnel an inner request arrived through.
 type tunnelInfo struct {
 	id     uint64
@@ -221,8 +231,9 @@ func tunnelFrom(ctx context.Context) (tunnelInfo, bool) {
 	return t, ok
 }
 
-// serveInner serves HTTP/1.1 on a tunnel's client connection (decrypted or
-// plaintext) through the same front handler logic as plain proxy requests.
+// serveInner serves HTTP/1.1, or HTTP/2 when a bumped client chose h2, on a
+// tunnel's client connection (decrypted or plaintext) through the same
+// front handler logic as plain proxy requests.
 // It returns at once; onDone runs when the connection is closed, by
 // net/http or, after a WebSocket upgrade, by the relay.
 func (s *Server) serveInner(conn net.Conn, t tunnelInfo, onDone func()) {
@@ -240,6 +251,20 @@ func (s *Server) serveInner(conn net.Conn, t tunnelInfo, onDone func()) {
 			ctx = context.WithValue(ctx, tunnelKey{}, t)
 			return withPrimed(ctx, t.primed)
 		},
+	}
+	if tc, ok := conn.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == alpnH2 {
+		// net/http serves HTTP/2 (one exchange per stream) only on a
+		// *tls.Conn itself, so the connection goes in unwrapped and its
+		// end is seen through ConnState. HTTP/2 header names are lower
+		// case by rule: there are no wire names to keep.
+		var once sync.Once
+		srv.ConnState = func(_ net.Conn, st http.ConnState) {
+			if st == http.StateClosed {
+				once.Do(onDone)
+			}
+		}
+		_ = srv.Serve(&oneConnListener{conn: tc})
+		return
 	}
 	_ = srv.Serve(newOneConnListener(newHeadTap(conn, s.opts.MaxHeaderBytes), onDone))
 }
