@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +47,11 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, info connInfo) 
 			panic(p)
 		}
 	}()
+	// tinyproxy ends the client connection after an answer whose length
+	// it knew, without a Connection header saying so, which net/http
+	// would write: such answers are written raw (see clientWriter).
+	cw.rawClose = s.opts.Persona.Tinyproxy && r.Method != http.MethodHead && info.tunnel == 0
+	defer cw.endRaw()
 	s.goproxy.ServeHTTP(cw, r)
 }
 
@@ -55,7 +62,12 @@ func (s *Server) prepareForward(r *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 		ctx.RoundTripper = s.upstreamRT
 	}
 	r.RequestURI = "" // a server request turned client request must not carry it
+	proxyAuth := r.Header["Proxy-Authorization"]
 	cleanRequestHeaders(r.Header)
+	if s.opts.Persona.Tinyproxy && proxyAuth != nil && s.opts.Credentials.Empty() {
+		// tinyproxy passes on credentials it did not ask for.
+		r.Header["Proxy-Authorization"] = proxyAuth
+	}
 	if _, ok := r.Header["User-Agent"]; !ok {
 		// An empty value stops net/http from adding its own User-Agent to
 		// a request that had none.
@@ -181,6 +193,39 @@ type clientWriter struct {
 	// hijacked is set when a persona's answer was written raw on the
 	// connection; what goproxy writes after goes nowhere.
 	hijacked bool
+	// rawClose writes an answer of known length raw on the hijacked
+	// connection and closes it after; raw is that connection.
+	rawClose bool
+	raw      net.Conn
+	rawW     *bufio.Writer
+}
+
+// startRaw writes the answer's head on the hijacked connection; false if
+// the connection cannot be hijacked.
+func (w *clientWriter) startRaw(code int) bool {
+	conn, buf, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return false
+	}
+	w.raw, w.rawW = conn, buf.Writer
+	h := w.Header()
+	if _, ok := h["Date"]; !ok {
+		h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	}
+	_, _ = w.rawW.WriteString("HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code) + "\r\n")
+	_ = h.Write(w.rawW)
+	_, _ = w.rawW.WriteString("\r\n")
+	return true
+}
+
+// endRaw ends an answer written raw: what is buffered goes out, then the
+// connection is closed.
+func (w *clientWriter) endRaw() {
+	if w.raw != nil {
+		_ = w.rawW.Flush()
+		closeWrite(w.raw)
+		w.raw = nil
+	}
 }
 
 // ReadFrom copies an answer body with a pooled buffer: without it,
@@ -204,10 +249,20 @@ func (w *clientWriter) WriteHeader(code int) {
 		if w.wireNames != nil {
 			restoreWireNames(w.Header(), w.wireNames)
 		}
+		if _, ok := w.Header()["Content-Type"]; !ok {
+			// net/http would sniff one and add it: not the origin's.
+			w.Header()["Content-Type"] = nil
+		}
 		w.stream = w.Header().Get("Content-Length") == ""
 		if w.closeAfter {
 			w.Header().Set("Connection", "close")
 		}
+		if w.rawClose && !w.stream && code >= 200 && w.startRaw(code) {
+			return
+		}
+	}
+	if w.raw != nil {
+		return
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -218,6 +273,12 @@ func (w *clientWriter) Write(p []byte) (int, error) {
 	}
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
+	}
+	if w.raw != nil {
+		n, err := w.rawW.Write(p)
+		w.n += int64(n)
+		w.flow.responseBody(p[:n])
+		return n, err
 	}
 	n, err := w.ResponseWriter.Write(p)
 	w.n += int64(n)
@@ -230,6 +291,10 @@ func (w *clientWriter) Write(p []byte) (int, error) {
 
 // Flush lets goproxy's own flushing writer reach the client.
 func (w *clientWriter) Flush() {
+	if w.raw != nil {
+		_ = w.rawW.Flush()
+		return
+	}
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 

@@ -77,11 +77,12 @@ func (s *Server) answerMaxForwards(w http.ResponseWriter, r *http.Request, info 
 // still names the version the client spoke.
 type clientProtoKey struct{}
 
-// squidStatusLine makes net/http write HTTP/1.1 status lines to an
-// HTTP/1.0 client, as squid does. It must change the server's own request
-// (net/http writes the status line from it), so it runs first.
-func (s *Server) squidStatusLine(r *http.Request) *http.Request {
-	if !s.opts.Persona.Squid || r.ProtoMajor != 1 || r.ProtoMinor != 0 {
+// productStatusLine makes net/http write HTTP/1.1 status lines to an
+// HTTP/1.0 client, as squid and tinyproxy do. It must change the server's
+// own request (net/http writes the status line from it), so it runs
+// first.
+func (s *Server) productStatusLine(r *http.Request) *http.Request {
+	if !s.opts.Persona.any() || r.ProtoMajor != 1 || r.ProtoMinor != 0 {
 		return r
 	}
 	r.ProtoMinor, r.Proto = 1, "HTTP/1.1"

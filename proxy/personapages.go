@@ -31,6 +31,11 @@ type personaAnswer struct {
 	body   string
 	// close ends the connection after the answer.
 	close bool
+	// raw writes the answer on the hijacked connection even when net/http
+	// could write it: tinyproxy's pages have no Date or Content-Length.
+	raw bool
+	// silent closes the connection without an answer.
+	silent bool
 }
 
 // squidErrors maps hopscope's failures to squid's: the status and the
@@ -150,9 +155,18 @@ const squidPage = `<!DOCTYPE html PUBLIC "-//W3C//DTD HTML 4.01//EN" "http://www
 // tinyproxyAnswer is tinyproxy's page for pe: every failure to reach a
 // destination is "500 Unable to connect".
 func (s *Server) tinyproxyAnswer(r *http.Request, pe *proxyError) (personaAnswer, bool) {
-	a := personaAnswer{proto: "HTTP/1.1", header: http.Header{}, close: true}
+	a := personaAnswer{proto: "HTTP/1.1", header: http.Header{}, close: true, raw: true}
 	cause, detail := "", ""
 	switch {
+	case pe.ProxyStatus == "connection_terminated" && r.Method != http.MethodConnect:
+		// An origin that closes without answering: tinyproxy closes too.
+		a.silent = true
+		return a, true
+	case pe.Status == http.StatusProxyAuthRequired && r.Header.Get("Proxy-Authorization") != "" && r.Method != http.MethodConnect:
+		// Wrong credentials: tinyproxy 1.11.1 answers 401 with
+		// WWW-Authenticate, as if it were the origin.
+		a.status, a.proto = http.StatusUnauthorized, "HTTP/1.0"
+		cause, detail = "Unauthorized", "The administrator of this proxy requires authentication."
 	case pe.Status == http.StatusProxyAuthRequired:
 		a.status, a.proto = http.StatusProxyAuthRequired, "HTTP/1.0"
 		cause, detail = "Proxy Authentication Required", "This proxy requires authentication."
@@ -172,8 +186,11 @@ func (s *Server) tinyproxyAnswer(r *http.Request, pe *proxyError) (personaAnswer
 	h := a.header
 	h.Set("Server", tinyproxyVersion)
 	h.Set("Content-Type", "text/html")
-	if a.status == http.StatusProxyAuthRequired {
+	switch a.status {
+	case http.StatusProxyAuthRequired:
 		h.Set("Proxy-Authenticate", `Basic realm="Tinyproxy"`)
+	case http.StatusUnauthorized:
+		h["WWW-Authenticate"] = []string{`Basic realm="Tinyproxy"`} // as written, not canonical
 	}
 	h.Set("Connection", "close")
 	a.body = fmt.Sprintf(tinyproxyPage, a.status, cause, detail, html.EscapeString(pe.Message))
@@ -222,6 +239,9 @@ func (s *Server) personaPage(r *http.Request, pe *proxyError) (personaAnswer, bo
 // bytes renders the answer for a raw connection. A page without a
 // Content-Length (tinyproxy's) ends with the connection.
 func (a personaAnswer) bytes() []byte {
+	if a.silent {
+		return nil
+	}
 	var b strings.Builder
 	b.WriteString(a.proto + " " + strconv.Itoa(a.status) + " " + a.reason + "\r\n")
 	_ = a.header.Write(&b)
@@ -233,7 +253,7 @@ func (a personaAnswer) bytes() []byte {
 // writeTo answers on w: through net/http when it can write the status
 // line, else raw on the hijacked connection, which is then closed.
 func (a personaAnswer) writeTo(w http.ResponseWriter) {
-	if a.reason == http.StatusText(a.status) && a.proto == "HTTP/1.1" {
+	if !a.needsRaw() {
 		for k, v := range a.header {
 			w.Header()[k] = v
 		}
@@ -276,7 +296,7 @@ func (s *Server) personaResponse(a personaAnswer, req *http.Request) *http.Respo
 		Header: a.header, Body: io.NopCloser(strings.NewReader(a.body)), ContentLength: int64(len(a.body)),
 		Request: req, Close: a.close,
 	}
-	if a.reason == http.StatusText(a.status) && a.proto == "HTTP/1.1" {
+	if !a.needsRaw() {
 		return resp
 	}
 	if ex := exchangeFrom(req.Context()); ex != nil && ex.writer != nil {
@@ -290,4 +310,9 @@ func (s *Server) personaResponse(a personaAnswer, req *http.Request) *http.Respo
 		}
 	}
 	return resp
+}
+
+// needsRaw reports whether net/http cannot write the answer as it is.
+func (a personaAnswer) needsRaw() bool {
+	return a.raw || a.silent || a.reason != http.StatusText(a.status) || a.proto != "HTTP/1.1"
 }

@@ -68,30 +68,37 @@ func (s *Server) viaName() string {
 // markRequest adds what this proxy adds to a request header for the next
 // hop; client is the client's address.
 func (s *Server) markRequest(h http.Header, major, minor int, client string) {
-	if s.opts.Persona.Squid {
-		// squid writes one Via line: the client's entries, then its own.
+	if s.opts.Persona.any() {
+		// Both products write one Via line: the client's entries, then
+		// their own; neither passes TE on, not even "TE: trailers".
 		prior := strings.Join(h["Via"], ", ")
 		s.via.add(h, major, minor)
 		if prior != "" {
 			h["Via"] = []string{prior + ", " + h["Via"][len(h["Via"])-1]}
 		}
+		delete(h, "Te")
+	}
+	if s.opts.Persona.Squid {
 		if prior := h.Get("X-Forwarded-For"); prior != "" {
 			client = prior + ", " + client
 		}
 		h.Set("X-Forwarded-For", client)
-		// squid does not pass TE on, not even "TE: trailers".
-		delete(h, "Te")
 		if _, ok := h["Cache-Control"]; !ok {
 			h["Cache-Control"] = []string{squidMaxAge}
 		}
 		return
 	}
-	s.via.add(h, major, minor)
+	if !s.opts.Persona.any() {
+		s.via.add(h, major, minor)
+	}
 }
 
 // markResponse adds what this proxy adds to an answer for the client; r is
 // the client's request.
 func (s *Server) markResponse(h http.Header, major, minor int, r *http.Request) {
+	if s.opts.Persona.Tinyproxy && r != nil {
+		major, minor = clientProto(r) // tinyproxy's Via names the client's version
+	}
 	s.via.add(h, major, minor)
 	if s.opts.Persona.Squid {
 		s.squidMarks(h, "MISS", r)

@@ -186,7 +186,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // dispatches it to a tunnel or the forward path.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := connInfoFrom(r.Context())
-	r = s.squidStatusLine(r)
+	r = s.productStatusLine(r)
 	r = s.clientHead(r)
 	if !s.clientAllowed(r) {
 		s.refuse(w, r, info, &proxyError{

@@ -125,14 +125,27 @@ func connectionNames(head []byte) []string {
 // requests it serves, and leaves the rest to the transport.
 func (c *upstreamClient) roundTripper(fallback http.RoundTripper) goproxy.RoundTripper {
 	return goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
-		if req.Body != nil && req.Body != http.NoBody {
+		if hasBody(req) && !smallBody(req) {
 			return fallback.RoundTrip(req)
 		}
 		return c.RoundTrip(req)
 	})
 }
 
-// RoundTrip sends req (which has no body) and returns the answer; the
+// smallBodyLimit is the largest request body the upstream client sends
+// itself, after the head, so that its fields keep their names and order
+// (http.Transport writes them canonical and sorted). Larger bodies, and
+// chunked ones, which may stream for as long as the client likes, go
+// through http.Transport, which sends and reads at the same time.
+const smallBodyLimit = 64 << 10
+
+func hasBody(req *http.Request) bool { return req.Body != nil && req.Body != http.NoBody }
+
+func smallBody(req *http.Request) bool {
+	return req.ContentLength > 0 && req.ContentLength <= smallBodyLimit && len(req.TransferEncoding) == 0
+}
+
+// RoundTrip sends req (without a body, or a small one) and returns the answer; the
 // connection goes back to the pool when the body has been read to its end.
 func (c *upstreamClient) RoundTrip(req *http.Request) (*http.Response, error) {
 	key := req.URL.Scheme + "://" + req.URL.Host
@@ -149,7 +162,7 @@ func (c *upstreamClient) RoundTrip(req *http.Request) (*http.Response, error) {
 		// A kept-alive connection the destination closed while idle fails
 		// at once; an idempotent request is safe to send again, as
 		// http.Transport does.
-		if reused && attempt == 0 && isIdempotent(req.Method) && isStale(err) {
+		if reused && attempt == 0 && isIdempotent(req.Method) && isStale(err) && !hasBody(req) {
 			continue
 		}
 		return nil, err
@@ -177,6 +190,12 @@ func (c *upstreamClient) exchange(uc *upstreamConn, req *http.Request) (*http.Re
 	stop := context.AfterFunc(ctx, func() { _ = uc.conn.SetDeadline(time.Now()) })
 	// Not req.Write: it writes the fields sorted and canonicalised.
 	writeRequestHead(uc.bw, req, wireNamesFrom(ctx), c.order)
+	if hasBody(req) {
+		if _, err := io.CopyN(uc.bw, req.Body, req.ContentLength); err != nil {
+			stop()
+			return nil, fmt.Errorf("sending the request body: %w", err)
+		}
+	}
 	if err := uc.bw.Flush(); err != nil {
 		stop()
 		return nil, fmt.Errorf("sending the request: %w", err)

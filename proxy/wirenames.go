@@ -183,6 +183,9 @@ type headOrder struct {
 	// lastWithoutHost replaces last when the client sent no Host (an
 	// HTTP/1.0 client): squid then adds Host after its own fields.
 	lastWithoutHost []string
+	// clientVersion writes the client's HTTP version in the request
+	// line, as tinyproxy does; otherwise HTTP/1.1.
+	clientVersion bool
 }
 
 // The products' orders, as measured: squid writes the client's fields
@@ -194,7 +197,7 @@ var (
 		last:            []string{"Host", "Via", "X-Forwarded-For", "Cache-Control", "Connection"},
 		lastWithoutHost: []string{"Via", "X-Forwarded-For", "Host", "Cache-Control", "Connection"},
 	}
-	tinyproxyOrder = headOrder{first: []string{"Connection", "Via"}}
+	tinyproxyOrder = headOrder{first: []string{"Connection", "Via"}, clientVersion: true}
 )
 
 func (s *Server) headOrder() headOrder {
@@ -223,7 +226,11 @@ func writeRequestHead(w *bufio.Writer, req *http.Request, names []string, o head
 		host = req.URL.Host
 	}
 	uri := req.URL.RequestURI()
-	w.WriteString(req.Method + " " + uri + " HTTP/1.1\r\n")
+	version := "HTTP/1.1"
+	if major, minor := clientProto(req); o.clientVersion && major == 1 && minor == 0 {
+		version = "HTTP/1.0"
+	}
+	w.WriteString(req.Method + " " + uri + " " + version + "\r\n")
 	write := func(name string) {
 		key := textproto.CanonicalMIMEHeaderKey(name)
 		if done[key] {
@@ -240,10 +247,14 @@ func writeRequestHead(w *bufio.Writer, req *http.Request, names []string, o head
 				return
 			}
 		case "Content-Length":
-			if _, ok := h[key]; !ok && req.ContentLength == 0 && (req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch) {
-				w.WriteString("Content-Length: 0\r\n")
-				return
+			// The body's length as it will be sent, not the header's.
+			switch {
+			case req.ContentLength > 0:
+				w.WriteString(name + ": " + strconv.FormatInt(req.ContentLength, 10) + "\r\n")
+			case req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch:
+				w.WriteString(name + ": 0\r\n")
 			}
+			return
 		case "User-Agent":
 			if h.Get(key) == "" {
 				return // absent at the client; the empty value keeps Go's out
@@ -296,6 +307,15 @@ func writeRequestHead(w *bufio.Writer, req *http.Request, names []string, o head
 // response head to the name as the destination wrote it, for the names
 // whose case differs.
 func wireNameMap(head []byte) map[string]string {
+	// Interim answers (100 Continue) come first: the names are the final
+	// answer's.
+	for bytes.HasPrefix(head, []byte("HTTP/1.1 1")) || bytes.HasPrefix(head, []byte("HTTP/1.0 1")) {
+		end := bytes.Index(head, []byte("\r\n\r\n"))
+		if end < 0 || bytes.HasPrefix(head, []byte("HTTP/1.1 101")) {
+			break
+		}
+		head = head[end+4:]
+	}
 	var m map[string]string
 	lines := bytes.Split(head, []byte("\n"))
 	for _, line := range lines[1:] {
