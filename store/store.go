@@ -161,8 +161,9 @@ type Stats struct {
 	// since the start (Clear does not count).
 	EvictedFlows    uint64 `json:"evicted_flows"`
 	EvictedMessages uint64 `json:"evicted_messages"`
-	// Orphans counts messages whose session the store did not know
-	// (evicted, or its opening record was missed).
+	// Orphans counts the sessions the store first heard of from a
+	// message (their opening record was missed, or their flow evicted):
+	// it made a flow for them from what the message says.
 	Orphans uint64 `json:"orphans"`
 }
 
@@ -214,7 +215,7 @@ func (s *Store) apply(r *flow.Record) {
 		}
 		ex := s.capExchange(r.Exchange)
 		e := s.entryFor(ex.ID, ex.Start)
-		if r.Kind == flow.KindExchangeStart && e.ex != nil && e.ex.Status != 0 {
+		if r.Kind == flow.KindExchangeStart && e.exDone {
 			return // the end overtook the start; keep the end
 		}
 		e.ex = ex
@@ -281,27 +282,34 @@ func (s *Store) apply(r *flow.Record) {
 		e.sessDone = r.Kind == flow.KindWSClose
 		s.touch(e)
 	case flow.KindWSMessage:
-		e := s.byID[r.Message.Session]
-		if e == nil {
-			s.orphans++
-			return
-		}
-		s.addMessage(e, &r.Message)
+		m := &r.Message
+		s.addMessage(s.sessionFor(m.Session, m.Client, m.Tunnel, m.Time), m)
 	case flow.KindWSViolation:
 		v := r.Violation
 		if v == nil {
 			return
 		}
-		e := s.byID[v.Session]
-		if e == nil {
-			s.orphans++
-			return
-		}
+		e := s.sessionFor(v.Session, v.Client, v.Tunnel, v.Time)
 		if len(e.violations) < maxViolationsPerFlow {
 			e.violations = append(e.violations, *v)
 		}
 		s.touch(e)
 	}
+}
+
+// sessionFor returns the flow of a session a message names. When the
+// store never saw the session open (the bus dropped the record, or a
+// bound evicted the flow), it makes a flow from what the message says, so
+// a live session stays visible; Stats.Orphans counts those.
+func (s *Store) sessionFor(id flow.ID, client flow.Client, tunnel flow.ID, at time.Time) *entry {
+	if e := s.byID[id]; e != nil {
+		return e
+	}
+	s.orphans++
+	e := s.entryFor(id, at)
+	e.sess = &flow.WSSession{ID: id, Client: client, Tunnel: tunnel, Start: e.start}
+	s.touch(e)
+	return e
 }
 
 // entryFor returns the entry known by id, making one if there is none.

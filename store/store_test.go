@@ -518,3 +518,25 @@ func TestSmallPayloadsDoNotPinTheRelaysBlocks(t *testing.T) {
 		t.Error("the store kept the relay's slab carving, pinning its block")
 	}
 }
+
+// A session whose opening the store missed (the bus dropped it for a slow
+// store) still shows, from what its messages say.
+func TestMessagesOfAnUnseenSessionMakeAFlow(t *testing.T) {
+	w := newWorld()
+	st := New(Options{Now: w.clock.now})
+	ws := w.websocket("ws://missed.example/")
+	a := ws.msg(flow.FromClient, flow.OpText, "first seen")
+	a.Message.Client, a.Message.Tunnel = ws.ss.Client, 77
+	publish(t, st, a, ws.msg(flow.FromServer, flow.OpText, "second"))
+	p := listFlows(t, st, "type:websocket")
+	if len(p.Flows) != 1 || p.Flows[0].Messages != 2 || p.Flows[0].Tunnel != 77 || !p.Flows[0].Open || p.Flows[0].Client != ws.ss.Client.Addr {
+		t.Fatalf("flows %+v", p.Flows)
+	}
+	publish(t, st, ws.close(1000))
+	if p := listFlows(t, st, "type:websocket"); len(p.Flows) != 1 || p.Flows[0].Open || p.Flows[0].URL != "ws://missed.example/" {
+		t.Fatalf("after the close: %+v", p.Flows)
+	}
+	if s := st.Stats(); s.Orphans != 1 {
+		t.Errorf("Orphans = %d, want 1 (one session made from its messages)", s.Orphans)
+	}
+}
