@@ -37,6 +37,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runBench(ctx, args[1:], stdout, stderr)
 		case "compare":
 			return runCompare(ctx, args[1:], stdout)
+		case "replay":
+			return runReplay(ctx, args[1:], stdout, stderr)
+		case "record":
+			return runRecord(ctx, args[1:], stdout, stderr)
 		}
 	}
 	cfg, err := config.Parse(args, stdout)

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// hopscope record writes what passed through it; hopscope replay serves it
+// to a new client as the origin did, and --against reports a live server
+// that now answers differently.
+func TestRecordThenReplay(t *testing.T) {
+	var prefix atomic.Pointer[string]
+	prefix.Store(ptr("echo: "))
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/echo" {
+			io.WriteString(w, "plain answer")
+			return
+		}
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, p, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if err := c.Write(r.Context(), typ, append([]byte(*prefix.Load()), p...)); err != nil {
+				return
+			}
+		}
+	}))
+	defer origin.Close()
+	wsURL := func(base string) string { return "ws" + strings.TrimPrefix(base, "http") + "/echo" }
+	talk := func(client *http.Client, base string) []string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, _, err := websocket.Dial(ctx, wsURL(base), &websocket.DialOptions{HTTPClient: client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		var got []string
+		for _, m := range []string{"one", "two"} {
+			if err := c.Write(ctx, websocket.MessageText, []byte(m)); err != nil {
+				t.Fatal(err)
+			}
+			_, p, err := c.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, string(p))
+		}
+		c.Close(websocket.StatusNormalClosure, "")
+		return got
+	}
+
+	dir := t.TempDir()
+	session := filepath.Join(dir, "session.har")
+	logFile := filepath.Join(dir, "events.log")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"record", "--out", session, "--listen", "127.0.0.1:0", "--log-file", logFile}, io.Discard, io.Discard)
+	}()
+	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: waitListenAddr(t, logFile)})}
+	if got := talk(&http.Client{Transport: tr}, origin.URL); strings.Join(got, "|") != "echo: one|echo: two" {
+		t.Fatalf("through the recording proxy: %q", got)
+	}
+	tr.CloseIdleConnections()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("record: %v", err)
+	}
+
+	out := &lockedBuffer{}
+	rctx, rcancel := context.WithCancel(context.Background())
+	rdone := make(chan error, 1)
+	go func() { rdone <- run(rctx, []string{"replay", session, "--listen", "127.0.0.1:0"}, out, io.Discard) }()
+	addr := regexp.MustCompile(`on (http://[0-9.:]+)/`)
+	var mock string
+	for deadline := time.Now().Add(5 * time.Second); mock == "" && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if m := addr.FindStringSubmatch(out.String()); m != nil {
+			mock = m[1]
+		}
+	}
+	if mock == "" {
+		t.Fatalf("replay printed %q", out.String())
+	}
+	if got := talk(http.DefaultClient, mock); strings.Join(got, "|") != "echo: one|echo: two" {
+		t.Fatalf("from the mock: %q", got)
+	}
+	rcancel()
+	if err := <-rdone; err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+
+	report := &lockedBuffer{}
+	if err := run(context.Background(), []string{"replay", session, "--against", origin.URL}, report, io.Discard); err != nil {
+		t.Fatalf("against the same origin: %v\n%s", err, report)
+	}
+	prefix.Store(ptr("ECHO: "))
+	report = &lockedBuffer{}
+	err := run(context.Background(), []string{"replay", session, "--against", origin.URL}, report, io.Discard)
+	if err == nil || !strings.Contains(report.String(), `+ "ECHO: one"`) || !strings.Contains(report.String(), "2 differences") {
+		t.Fatalf("against a changed origin: %v\n%s", err, report)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
