@@ -67,7 +67,8 @@ func WithInterceptor(i proxy.Interceptor) Option {
 }
 
 // WithProfile applies a named profile, as --profile does: squid,
-// web-filter, strip-upgrade, ssl-inspect, auth, idle-timeout=DURATION.
+// tinyproxy (alias strip-upgrade), web-filter, ssl-inspect, auth,
+// idle-timeout=DURATION.
 func WithProfile(name string) Option {
 	return func(s *setup) error { return config.ApplyProfile(&s.cfg, name) }
 }
