@@ -276,7 +276,7 @@ func message(m *store.Message) Message {
 	out.X = &MessageExtra{
 		Seq: m.Seq, Len: m.Len, WireLen: m.WireLen, PayloadLen: m.PayloadLen, Fragments: m.Fragments,
 		Compressed: m.Compressed, Truncated: m.Truncated, PayloadCut: m.PayloadCut, SHA256: m.SHA256,
-		Action: m.Action, Rule: m.Rule, Note: m.Note, CloseCode: m.CloseCode, CloseReason: m.CloseReason,
+		Action: m.Action, Rule: m.Rule, Note: m.Note, Actor: m.Actor, CloseCode: m.CloseCode, CloseReason: m.CloseReason,
 	}
 	if m.Replacement != nil {
 		out.X.Replacement = payloadData(m.Opcode, m.Replacement)

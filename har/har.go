@@ -328,12 +328,14 @@ type MessageExtra struct {
 	Compressed bool   `json:"compressed,omitempty"`
 	// Truncated: the proxy inspected only part (--ws-inspect-limit);
 	// PayloadCut: data holds only the start; SHA256 is the whole's.
-	Truncated   bool   `json:"truncated,omitempty"`
-	PayloadCut  bool   `json:"payload_cut,omitempty"`
-	SHA256      string `json:"sha256,omitempty"`
-	Action      string `json:"action,omitempty"`
-	Rule        string `json:"rule,omitempty"`
-	Note        string `json:"note,omitempty"`
+	Truncated  bool   `json:"truncated,omitempty"`
+	PayloadCut bool   `json:"payload_cut,omitempty"`
+	SHA256     string `json:"sha256,omitempty"`
+	Action     string `json:"action,omitempty"`
+	Rule       string `json:"rule,omitempty"`
+	Note       string `json:"note,omitempty"`
+	// Actor says who decided the action: rule, fault, person, timeout.
+	Actor       string `json:"actor,omitempty"`
 	CloseCode   uint16 `json:"close_code,omitempty"`
 	CloseReason string `json:"close_reason,omitempty"`
 	// Replacement is what was sent instead, for a rewrite, encoded like

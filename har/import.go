@@ -262,7 +262,7 @@ func wsMessage(session flow.ID, seq uint64, m *Message) (flow.WSMessage, bool) {
 		}
 		rec.Len, rec.WireLen, rec.PayloadLen, rec.Fragments = x.Len, x.WireLen, x.PayloadLen, max(x.Fragments, 1)
 		rec.Compressed, rec.Truncated = x.Compressed, x.Truncated || x.PayloadCut
-		rec.Rule, rec.Note, rec.CloseCode, rec.CloseReason = x.Rule, x.Note, x.CloseCode, x.CloseReason
+		rec.Rule, rec.Note, rec.Actor, rec.CloseCode, rec.CloseReason = x.Rule, x.Note, x.Actor, x.CloseCode, x.CloseReason
 		if x.Action != "" {
 			rec.Action = x.Action
 		}

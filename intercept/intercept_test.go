@@ -22,9 +22,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/hopscope/hopscope/flow"
+	"github.com/hopscope/hopscope/har"
 	"github.com/hopscope/hopscope/intercept"
 	"github.com/hopscope/hopscope/policy"
 	"github.com/hopscope/hopscope/proxy/proxytest"
+	"github.com/hopscope/hopscope/store"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -345,6 +347,7 @@ func TestPauseEditDropInject(t *testing.T) {
 				if injected.Actor != "person" || string(injected.Payload) != "injected" {
 					t.Errorf("inject record %+v", injected)
 				}
+				checkHAR(t, w.px.Flows())
 				if deflate {
 					// The peers really compressed: the relay saw it.
 					w.px.WaitFor(t, func(r flow.Record) bool {
@@ -358,6 +361,42 @@ func TestPauseEditDropInject(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// checkHAR exports the records as HAR: the person's edit, drop and
+// injection are under _hopscope with their before and after.
+func checkHAR(t *testing.T, records []flow.Record) {
+	t.Helper()
+	st := store.New(store.Options{})
+	st.Observe(records)
+	var buf bytes.Buffer
+	if err := har.Write(&buf, st, har.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := har.Read(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, e := range h.Log.Entries {
+		if e.WebSocket == nil {
+			continue
+		}
+		for _, m := range *e.WebSocket {
+			if m.X == nil || m.X.Actor != "person" {
+				continue
+			}
+			seen[m.X.Action] = true
+			if m.X.Action == policy.WSRewrite && (m.Data != `{"op":"order","qty":1}` || m.X.Replacement != `{"op":"order","qty":3}`) {
+				t.Errorf("HAR edit: data %q replacement %q", m.Data, m.X.Replacement)
+			}
+		}
+	}
+	for _, action := range []string{policy.WSRewrite, policy.WSDrop, policy.WSInject} {
+		if !seen[action] {
+			t.Errorf("HAR has no %s by a person; it has %v", action, seen)
+		}
+	}
+}
 
 // A paused message nobody acts on goes on unchanged after the timeout.
 func TestPauseTimeout(t *testing.T) {

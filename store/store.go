@@ -411,6 +411,7 @@ func (s *Store) addMessage(e *entry, rm *flow.WSMessage) {
 		Action:      rm.Action,
 		Rule:        rm.Rule,
 		Note:        rm.Note,
+		Actor:       rm.Actor,
 		CloseCode:   rm.CloseCode,
 		CloseReason: rm.CloseReason,
 	}

@@ -134,9 +134,12 @@ type Message struct {
 	Truncated bool `json:"truncated,omitempty"`
 	// Action is pass, drop, close or rewrite; Rule decided; Note says why
 	// a rule could not act or which fault acted.
-	Action      string `json:"action,omitempty"`
-	Rule        string `json:"rule,omitempty"`
-	Note        string `json:"note,omitempty"`
+	Action string `json:"action,omitempty"`
+	Rule   string `json:"rule,omitempty"`
+	Note   string `json:"note,omitempty"`
+	// Actor says who decided: rule, fault, person (interception), timeout
+	// (a paused message nobody acted on); "" when nothing acted.
+	Actor       string `json:"actor,omitempty"`
 	CloseCode   uint16 `json:"close_code,omitempty"`
 	CloseReason string `json:"close_reason,omitempty"`
 	// Payload is the start of the inflated payload, at most ItemBytes;
