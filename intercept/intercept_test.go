@@ -63,7 +63,7 @@ func (e *echoServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer conn.Close()
 	_, compress := ext.Accepted()
 	for {
-		f, err := ws.ReadFrame(conn)
+		f, err := readTestFrame(conn)
 		if err != nil {
 			return
 		}
@@ -498,4 +498,19 @@ func TestAPIRefusals(t *testing.T) {
 	w.client.Close(websocket.StatusNormalClosure, "")
 	w.px.WaitFor(t, proxytest.IsKind(flow.KindWSClose), 5*time.Second)
 	w.call(t, "POST", fmt.Sprintf("/sessions/%d/inject", id), map[string]any{"to": "server", "text": "late"}, http.StatusConflict, nil)
+}
+
+// readTestFrame reads one frame whole, refusing lengths a test never sends
+// (ws.ReadFrame would allocate whatever the peer declares).
+func readTestFrame(r io.Reader) (ws.Frame, error) {
+	h, err := ws.ReadHeader(r)
+	if err != nil {
+		return ws.Frame{}, err
+	}
+	if h.Length > 16<<20 {
+		return ws.Frame{}, fmt.Errorf("test frame of %d bytes is too long", h.Length)
+	}
+	f := ws.Frame{Header: h, Payload: make([]byte, h.Length)}
+	_, err = io.ReadFull(r, f.Payload)
+	return f, err
 }
