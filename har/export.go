@@ -192,8 +192,12 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func (b *builder) entry(x *store.Export) Entry {
 	f := &x.Flow
 	ex := f.Exchange
+	start := ex.Start
+	if start.IsZero() { // an imported entry without one: when the store got it
+		start = f.Start
+	}
 	e := Entry{
-		StartedDateTime: isoTime(ex.Start),
+		StartedDateTime: isoTime(start),
 		Time:            ms(ex.Duration),
 		Request:         request(ex),
 		Response:        response(ex),

@@ -125,7 +125,7 @@ func TestExportIsHAR12(t *testing.T) {
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		t.Fatalf("export is not JSON: %v\n%s", err, raw)
 	}
-	for _, problem := range validateHAR(doc) {
+	for _, problem := range Validate(raw) {
 		t.Error(problem)
 	}
 	entries := doc["log"].(map[string]any)["entries"].([]any)
@@ -140,7 +140,7 @@ func TestValidatorCatchesBrokenHAR(t *testing.T) {
 	entry := doc["log"].(map[string]any)["entries"].([]any)[0].(map[string]any)
 	delete(entry["request"].(map[string]any), "httpVersion")
 	entry["time"] = "6"
-	problems := strings.Join(validateHAR(doc), "\n")
+	problems := strings.Join(validateDoc(doc), "\n")
 	for _, want := range []string{"entries[0].request: httpVersion missing", "entries[0].time: want number"} {
 		if !strings.Contains(problems, want) {
 			t.Errorf("validator missed %q; said:\n%s", want, problems)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -103,9 +104,14 @@ func TestRunWritesHAROnExit(t *testing.T) {
 	if info.Mode().Perm() != 0o600 {
 		t.Errorf("HAR mode %v, want 0600: it holds secrets", info.Mode().Perm())
 	}
-	f, _ := os.Open(harPath)
-	defer f.Close()
-	h, err := har.Read(f)
+	data, err := os.ReadFile(harPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, problem := range har.Validate(data) {
+		t.Errorf("the HAR of real traffic is not HAR 1.2: %s", problem)
+	}
+	h, err := har.Read(bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}

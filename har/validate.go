@@ -1,6 +1,7 @@
 package har
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -63,8 +64,20 @@ var harSchema = map[string]map[string]field{
 	},
 }
 
-// validateHAR lists every way doc breaks the HAR 1.2 structure.
-func validateHAR(doc map[string]any) []string {
+// Validate lists every way data breaks the HAR 1.2 structure: a required
+// field missing, a field of the wrong JSON type, a startedDateTime that is
+// not ISO 8601, a field outside the spec whose name does not start with
+// "_". nil means data is HAR 1.2. Tests of anything that writes HAR (the
+// web UI's download, a user's own tool) can use it.
+func Validate(data []byte) []string {
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return []string{fmt.Sprintf("not a JSON object: %v", err)}
+	}
+	return validateDoc(doc)
+}
+
+func validateDoc(doc map[string]any) []string {
 	var problems []string
 	var check func(path, schema string, obj map[string]any)
 	check = func(path, schema string, obj map[string]any) {
