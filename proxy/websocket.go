@@ -75,6 +75,13 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, info con
 		fail(pe)
 		return
 	}
+	// The head's names as the server wrote them (Sec-WebSocket-Accept),
+	// from what the first read brought: http.ReadResponse canonicalises.
+	var wireNames map[string]string
+	if _, err := br.Peek(1); err == nil {
+		head, _ := br.Peek(br.Buffered())
+		wireNames = wireNameMap(head)
+	}
 	resp, err := http.ReadResponse(br, out)
 	if err != nil {
 		upstream.Close()
@@ -123,7 +130,8 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, info con
 			Message: "hopscope could not take over the client connection for the WebSocket"})
 		return
 	}
-	end.header = hdr
+	end.header = hdr.Clone() // records keep canonical names, for Get
+	restoreWireNames(hdr, wireNames)
 	if err := writeSwitchingProtocols(brw.Writer, hdr); err != nil {
 		client.Close()
 		upstream.Close()

@@ -1,6 +1,9 @@
 package proxy_test
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -49,6 +52,45 @@ func TestHeaderCaseAndOrderKept(t *testing.T) {
 	for _, field := range []string{"x-lower-case: 1", "Sec-WebSocket-Accept: 2"} {
 		if !slices.Contains(answer, field) {
 			t.Errorf("answer lacks %q as the destination wrote it:\n%s", field, strings.Join(answer, "\n"))
+		}
+	}
+}
+
+// A WebSocket handshake relayed frame by frame keeps the names too, both
+// ways: Sec-WebSocket-Key reaches the server, Sec-WebSocket-Accept the
+// client, as they were written.
+func TestWebSocketHandshakeNamesKept(t *testing.T) {
+	up := startRawUpstream(t, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
+	px := startProxy(t, nil)
+	conn, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = io.WriteString(conn, "GET http://"+up.addr()+"/ws HTTP/1.1\r\nHost: "+up.addr()+"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	var answer []string
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the 101: %v (so far %q)", err, answer)
+		}
+		if line = strings.TrimRight(line, "\r\n"); line == "" {
+			break
+		}
+		answer = append(answer, line)
+	}
+	if !slices.Contains(answer, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") {
+		t.Errorf("the client's 101 lacks Sec-WebSocket-Accept as the server wrote it:\n%s", strings.Join(answer, "\n"))
+	}
+	head := up.lastHead(t)
+	for _, want := range []string{"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"} {
+		if !slices.Contains(head, want) {
+			t.Errorf("the server's handshake lacks %q:\n%s", want, strings.Join(head, "\n"))
 		}
 	}
 }
