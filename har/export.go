@@ -231,8 +231,8 @@ func (b *builder) websocket(e *Entry, x *store.Export) {
 	f := &x.Flow
 	e.ResourceType = "websocket"
 	msgs := make([]Message, 0, len(x.Messages))
-	for i := range x.Messages {
-		msgs = append(msgs, message(&x.Messages[i]))
+	for _, m := range x.Messages {
+		msgs = append(msgs, message(m))
 	}
 	e.WebSocket = &msgs
 	if ss := f.SessionRecord; ss != nil {

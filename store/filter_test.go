@@ -239,3 +239,18 @@ func TestBodySearchLooksInsideContentCodings(t *testing.T) {
 		}
 	}
 }
+
+func TestExportFilter(t *testing.T) {
+	st, names := filterWorld(t)
+	f, err := ParseFilter("type:websocket")
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := st.ExportFilter(f)
+	if len(x) != 1 || x[0].Flow.ID != names["ws"] || len(x[0].Messages) != 2 || string(x[0].Messages[0].Payload) != "Hello Room" {
+		t.Fatalf("ExportFilter(type:websocket): %+v", x)
+	}
+	if all := st.Export(); len(all) != len(names) {
+		t.Errorf("Export: %d flows, want %d", len(all), len(names))
+	}
+}

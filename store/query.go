@@ -223,25 +223,27 @@ func (s *Store) Messages(id flow.ID, q MessageQuery) (page MessagePage, ok bool,
 
 // Export is one flow with all its kept messages.
 type Export struct {
-	Flow     Flow
-	Messages []Message
+	Flow Flow
+	// Messages are shared with the store (a stored message never
+	// changes): read only.
+	Messages []*Message
 }
 
 // Export returns every flow with its kept messages, oldest first (for
-// HAR). Payloads are shared with the store: read only.
-func (s *Store) Export() []Export {
+// HAR). It copies pointers, not messages, so a snapshot of a full store
+// costs little.
+func (s *Store) Export() []Export { return s.ExportFilter(nil) }
+
+// ExportFilter is Export of the flows f matches (nil: all).
+func (s *Store) ExportFilter(f *Filter) []Export {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := make([]Export, 0, s.flows)
 	for _, e := range s.order {
-		if e == nil {
+		if e == nil || !f.match(e) {
 			continue
 		}
-		msgs := make([]Message, e.msgs.len())
-		for i, m := range e.msgs.kept() {
-			msgs[i] = *m
-		}
-		out = append(out, Export{Flow: e.detail(), Messages: msgs})
+		out = append(out, Export{Flow: e.detail(), Messages: slices.Clone(e.msgs.kept())})
 	}
 	return out
 }
