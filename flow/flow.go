@@ -165,7 +165,13 @@ type Tunnel struct {
 	BytesUp, BytesDown int64
 	Start              time.Time
 	Duration           time.Duration
-	Error              string
+	// Dial is how long reaching the destination took (connect, or the
+	// parent proxy's CONNECT), failed attempts included.
+	Dial  time.Duration
+	Error string
+	// ErrorType is the RFC 9209 Proxy-Status error type of a tunnel that
+	// could not be opened ("connection_refused", "dns_error", ...).
+	ErrorType string
 	// Set for bumped tunnels.
 	SNI, TLSVersion, ALPN, Leaf string
 	// LeafNames is "upstream" when the leaf carries the names of the

@@ -82,8 +82,10 @@ func (s *Server) openTunnel(ctx context.Context, client net.Conn, target policy.
 		Host: target.Host, Port: target.Port, Mode: modeSplice, Start: start}}
 
 	upstream, err := s.dialer.dialTunnel(ctx, target.Target())
+	rec.Dial = time.Since(start)
 	if err != nil {
 		pe := classifyUpstreamError(err, target.Target())
+		rec.ErrorType = pe.ProxyStatus
 		if pe.Status == http.StatusForbidden {
 			s.deny(info, rec.ID, http.MethodConnect, target.Target(), pe)
 		}

@@ -55,6 +55,17 @@ type setup struct {
 	user        string
 	pass        string
 	interceptor proxy.Interceptor
+	onBus       []func(*flow.Bus)
+}
+
+// WithBus calls subscribe with the proxy's flow bus before the proxy
+// serves, so a test can add observers of its own (package metrics's, a
+// store) that see every record.
+func WithBus(subscribe func(*flow.Bus)) Option {
+	return func(s *setup) error {
+		s.onBus = append(s.onBus, subscribe)
+		return nil
+	}
 }
 
 // WithInterceptor gives the proxy an interceptor (package intercept's
@@ -180,6 +191,9 @@ func Start(t TB, opts ...Option) *Server {
 	}
 	flows := &flowLog{}
 	srv.Flows().Subscribe(flows, flow.Options{Name: "proxytest", PayloadBytes: payloadBytes, BodyBytes: payloadBytes})
+	for _, subscribe := range s.onBus {
+		subscribe(srv.Flows())
+	}
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		t.Fatalf("proxytest: %v", err)
