@@ -126,8 +126,11 @@ func (s *Store) Options() Options { return s.opts }
 
 // BusOptions says what the store wants from a bus: payloads and bodies up
 // to ItemBytes.
+// It lingers a millisecond for records to batch up, as the event log
+// does: each wake-up costs the relay more than a record, and a live view
+// does not notice a millisecond.
 func (s *Store) BusOptions() flow.Options {
-	return flow.Options{Name: "store", PayloadBytes: s.opts.ItemBytes, BodyBytes: s.opts.ItemBytes}
+	return flow.Options{Name: "store", PayloadBytes: s.opts.ItemBytes, BodyBytes: s.opts.ItemBytes, Linger: time.Millisecond}
 }
 
 // Attach subscribes the store to bus. Cancel the subscription to detach.
