@@ -67,6 +67,9 @@ type Config struct {
 	TunnelIdleTimeout     time.Duration `yaml:"tunnel-idle-timeout"`
 	Fault                 []string      `yaml:"fault"`
 	FaultSeed             uint64        `yaml:"fault-seed"`
+	UI                    string        `yaml:"ui"`
+	UIAuth                string        `yaml:"ui-auth"`
+	UIHost                string        `yaml:"ui-host"`
 
 	// wsRuleSource says where websocket.rules came from (file and lines).
 	wsRuleSource ruleSource
@@ -88,6 +91,7 @@ func Default() Config {
 		ShutdownTimeout:       10 * time.Second,
 		MaxHeaderBytes:        64 << 10,
 		CAHost:                "hopscope.ca",
+		UIHost:                "hopscope.ui",
 		WSInspectLimit:        1 << 20,
 		WSPreview:             256,
 		WSLog:                 "preview",
@@ -211,6 +215,9 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&cfg.TunnelIdleTimeout, "tunnel-idle-timeout", cfg.TunnelIdleTimeout, "cut tunnels and WebSockets idle this long, without a close frame; 0: never")
 	fs.Var(&listFlag{values: &cfg.Fault}, "fault", "inject a fault described by `spec` (repeatable): latency=100ms[,jitter=20ms], bandwidth=64KB/s, reset-after=BYTES, ws-drop=RATE, ws-delay=DUR, ws-duplicate=RATE, ws-close=CODE@N, ws-stall-pings; options from=client|server, url=GLOB")
 	fs.Uint64Var(&cfg.FaultSeed, "fault-seed", cfg.FaultSeed, "`seed` for probabilistic faults, to repeat a run; 0: random")
+	fs.StringVar(&cfg.UI, "ui", cfg.UI, "serve the web UI (live flows, WebSocket messages, HAR) on `address`, e.g. 127.0.0.1:8081; its URL with a secret token is printed at start; also at http://hopscope.ui/ through the proxy")
+	fs.StringVar(&cfg.UIAuth, "ui-auth", cfg.UIAuth, "require `user:pass` (basic auth) for the web UI; needed when --ui is not a loopback address")
+	fs.StringVar(&cfg.UIHost, "ui-host", cfg.UIHost, "serve the web UI at http://`name`/ through the proxy, to local clients")
 	fs.Var(&cfg.WSMaxMessage, "ws-max-message", "close WebSockets whose peer sends a message bigger than `size` (1009), e.g. 16MiB; 0: no limit")
 	return fs
 }

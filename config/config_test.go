@@ -200,3 +200,36 @@ func TestNoProxy(t *testing.T) {
 		t.Errorf("a bad pattern: %v", err)
 	}
 }
+
+func TestUISettingsRefuseAnOpenUI(t *testing.T) {
+	cases := []struct {
+		args   []string
+		refuse string
+		loop   bool
+	}{
+		{args: nil},
+		{args: []string{"--ui", "127.0.0.1:8081"}, loop: true},
+		{args: []string{"--ui", "[::1]:0"}, loop: true},
+		{args: []string{"--ui", "localhost:8081"}, loop: true},
+		{args: []string{"--ui", "0.0.0.0:8081"}, refuse: "--ui-auth"},
+		{args: []string{"--ui", "0.0.0.0:8081", "--ui-auth", "alice:s3cret"}},
+		{args: []string{"--ui", "8081"}, refuse: "host:port"},
+		{args: []string{"--ui-auth", "alice"}, refuse: "user:pass"},
+	}
+	for _, tc := range cases {
+		cfg, err := Parse(tc.args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ui, err := cfg.UISettings()
+		if tc.refuse != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.refuse) {
+				t.Errorf("%v: err %v, want one naming %s", tc.args, err, tc.refuse)
+			}
+			continue
+		}
+		if err != nil || ui.Loopback != tc.loop || ui.Host != "hopscope.ui" {
+			t.Errorf("%v: %+v %v", tc.args, ui, err)
+		}
+	}
+}

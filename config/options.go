@@ -176,6 +176,7 @@ func (cfg Config) proxyOptions() (*proxy.Options, error) {
 		NoProxy:               noProxy,
 		NoProxyPlainNames:     plainNames,
 		BumpHTTP1Only:         cfg.MITMHTTP1Only,
+		UIHost:                cfg.UIHost,
 	}
 	if strings.ContainsAny(cfg.Pseudonym, " ,;\"\t") || cfg.Pseudonym == "" {
 		return nil, UsageError{Msg: fmt.Sprintf("--pseudonym %q: must be one token without spaces, commas or quotes", cfg.Pseudonym)}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/tls"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"time"
@@ -74,6 +75,16 @@ type Options struct {
 	// CAHost is the host name under which the CA page is served.
 	// Default "hopscope.ca".
 	CAHost string
+
+	// UI is the web UI (package ui), served at http://UIHost/ through the
+	// proxy to clients on loopback only: it shows secrets (cookies,
+	// authorization headers, payloads), so a client from elsewhere gets
+	// 403. nil: the name answers 404 saying how to turn the UI on.
+	UI http.Handler
+
+	// UIHost is the host name under which the UI is served through the
+	// proxy. Default "hopscope.ui".
+	UIHost string
 
 	// WebSocket configures the WebSocket relay.
 	WebSocket WebSocketOptions
@@ -175,6 +186,9 @@ func (o *Options) withDefaults() Options {
 	out.WebSocket = out.WebSocket.withDefaults()
 	if out.CAHost == "" {
 		out.CAHost = "hopscope.ca"
+	}
+	if out.UIHost == "" {
+		out.UIHost = "hopscope.ui"
 	}
 	if out.MaxHeaderBytes == 0 {
 		out.MaxHeaderBytes = 64 << 10

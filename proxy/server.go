@@ -219,6 +219,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveCAPage(w, r)
 		return
 	}
+	if r.Method != http.MethodConnect && strings.EqualFold(r.URL.Hostname(), s.opts.UIHost) {
+		s.serveUI(w, r)
+		return
+	}
 	s.route(w, r, info)
 }
 

@@ -1,0 +1,94 @@
+package ui
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/hopscope/hopscope/flow"
+)
+
+// sampleFlows is one flow of every kind the list shows, and a WebSocket
+// session with every kind of message mark.
+func sampleFlows(src *fakeSource) {
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.Local)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	jsonBody := []byte(`{"user":{"id":42,"name":"Ada"},"roles":["admin","dev"],"active":true}`)
+	src.add(Flow{ID: 1, Exchange: &flow.Exchange{ID: 1, Method: "GET", URL: "http://app.test/api/me", Proto: "HTTP/1.1", Status: 200,
+		Client: flow.Client{Addr: "127.0.0.1:50122"},
+		RequestHeader: http.Header{"Accept": {"application/json"}, "Connection": {"keep-alive"}, "Proxy-Connection": {"keep-alive"}, "User-Agent": {"Mozilla/5.0"}},
+		ResponseHeader: http.Header{"Content-Type": {"application/json"}, "Content-Length": {"71"}, "Keep-Alive": {"timeout=5"}},
+		ResponseBody:   flow.Body{Data: jsonBody, Len: int64(len(jsonBody))},
+		Start:          at(0), FirstByte: 3 * time.Millisecond, Duration: 4 * time.Millisecond, AnsweredBy: "destination"}})
+	src.add(Flow{ID: 2, Tunnel: &flow.Tunnel{ID: 2, Host: "shop.test", Port: 443, Mode: "bump", Status: 200, SNI: "shop.test", TLSVersion: "TLS 1.3",
+		BytesUp: 2100, BytesDown: 48000, Start: at(40), Duration: 900 * time.Millisecond}})
+	src.add(Flow{ID: 3, Exchange: &flow.Exchange{ID: 3, Tunnel: 2, Bumped: true, Method: "POST", URL: "https://shop.test/cart?item=7", Status: 201,
+		RequestHeader: http.Header{"Content-Type": {"application/json"}}, ResponseHeader: http.Header{"Content-Type": {"text/html; charset=utf-8"}},
+		ResponseBody: flow.Body{Data: []byte("<p>ok</p>"), Len: 9}, Start: at(60), FirstByte: 30 * time.Millisecond, Duration: 31 * time.Millisecond}})
+	src.add(Flow{ID: 4, Denial: &flow.Denial{Method: "CONNECT", Target: "internal.test:8443", Rule: "connect-ports=443", Status: 403,
+		Reason: "port 8443 is not in the CONNECT port list 443", Time: at(80)}})
+	src.add(Flow{ID: 5, Tunnel: &flow.Tunnel{ID: 5, Host: "pinned.test", Port: 443, Mode: "splice", Status: 200, BytesUp: 800, BytesDown: 5200, Start: at(90), Duration: 2 * time.Second}})
+	src.add(Flow{ID: 6, Open: true, Exchange: &flow.Exchange{ID: 6, Method: "GET", URL: "http://chat.test/socket", Status: 101, WebSocket: 7,
+		RequestHeader:  http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}, "Sec-Websocket-Extensions": {"permessage-deflate"}},
+		ResponseHeader: http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}}, Start: at(100), FirstByte: 2 * time.Millisecond},
+		Session: &flow.WSSession{ID: 7, Exchange: 6, URL: "http://chat.test/socket", Path: "forward", Extensions: "permessage-deflate", Start: at(102)},
+		Faults:  []flow.Fault{{Flow: 7, Fault: "ws-drop", Spec: "ws-drop=0.1", From: "server", Detail: "dropped a message", Message: 5, Time: at(1500)}}})
+	msgs := []Message{
+		{Time: at(200), From: "client", Type: "text", Opcode: 1, Len: 32, WireLen: 30, PayloadLen: 24, Fragments: 1, Compressed: true, Action: "pass", Payload: []byte(`{"op":"join","room":"general"}`)},
+		{Time: at(230), From: "server", Type: "text", Opcode: 1, Len: 45, WireLen: 40, PayloadLen: 38, Fragments: 1, Compressed: true, Action: "pass", Payload: []byte(`{"op":"joined","room":"general","members":3}`)},
+		{Time: at(900), From: "client", Type: "text", Opcode: 1, Len: 11, WireLen: 17, PayloadLen: 11, Fragments: 3, Action: "pass", Payload: []byte("hello world")},
+		{Time: at(1000), From: "server", Type: "ping", Opcode: 9, Len: 4, WireLen: 6, PayloadLen: 4, Fragments: 1, Action: "pass", Payload: []byte("beat")},
+		{Time: at(1001), From: "client", Type: "pong", Opcode: 10, Len: 4, WireLen: 10, PayloadLen: 4, Fragments: 1, Action: "pass", Payload: []byte("beat")},
+		{Time: at(1400), From: "client", Type: "text", Opcode: 1, Len: 22, WireLen: 28, PayloadLen: 22, Fragments: 1, Action: "drop", Rule: "no-secrets", Payload: []byte("my password is hunter2")},
+		{Time: at(1500), From: "server", Type: "binary", Opcode: 2, Len: 8, WireLen: 10, PayloadLen: 8, Fragments: 1, Action: "pass", Payload: []byte{0, 1, 2, 3, 0xde, 0xad, 0xbe, 0xef}},
+		{Time: at(1600), From: "server", Type: "text", Opcode: 1, Len: 16, WireLen: 18, PayloadLen: 16, Fragments: 1, Action: "rewrite", Rule: "mask", Payload: []byte(`{"token":"abc"}`), Replacement: []byte(`{"token":"***"}`)},
+		{Time: at(2000), From: "client", Type: "close", Opcode: 8, Len: 5, WireLen: 11, PayloadLen: 5, Fragments: 1, Action: "pass", CloseCode: 1000, CloseReason: "bye"},
+	}
+	for _, m := range msgs {
+		src.addMessage(6, m)
+	}
+}
+
+// Every kind of flow renders with its badge, and the WebSocket timeline
+// shows both directions, control frames, rule actions and faults.
+func TestBrowserRendersEveryKindOfFlow(t *testing.T) {
+	chromiumPath(t)
+	src := newFakeSource()
+	sampleFlows(src)
+	s, ts := newTestUI(t, src, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	tab := startBrowser(t, ctx, browserOptions{})
+	if err := chromedp.Do(tab, chromedp.Navigate(s.URL(ts.URL))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, tab, "six rows", `document.querySelectorAll("#rows tr").length === 6`)
+	eventually(t, tab, "badges", `["HTTP","TUNNEL","HTTPS","DENIED","WS"].every(b => [...document.querySelectorAll("#rows .badge")].some(e => e.innerText.toUpperCase() === b))`)
+	eventually(t, tab, "the denial's rule", `document.querySelector("#rows tr.denied").innerText.includes("connect-ports=443")`)
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#rows tr[data-id="6"]`))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, tab, "the timeline", `document.querySelectorAll(".ws-list tr[data-seq]").length === 9`)
+	eventually(t, tab, "arrows both ways", `document.querySelectorAll(".ws-list td.dir-client").length === 5 && document.querySelectorAll(".ws-list td.dir-server").length === 4`)
+	eventually(t, tab, "marks", `["dropped","rewritten"].every(a => document.querySelector(".ws-list").innerText.toLowerCase().includes(a)) && document.querySelector(".ws-list").innerText.includes("1000 “bye”") && document.querySelector(".ws-list").innerText.includes("fault ws-drop")`)
+	eventually(t, tab, "compressed size", `document.querySelector(".ws-list").innerText.includes("deflate 24 B")`)
+	eventually(t, tab, "fragments", `document.querySelector(".ws-list .frag").innerText === "×3"`)
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`.ws-list tr[data-seq="2"]`))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, tab, "pretty JSON of the inflated payload", `document.querySelector(".ws-detail pre") && document.querySelector(".ws-detail pre").innerText.includes('"members": 3')`)
+	screenshot(t, tab, "ui-websocket")
+	// Session filter.
+	if err := chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS(`.ws-bar input[type=search]`), "hello")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, tab, "filter within the session", `document.querySelectorAll(".ws-list tr[data-seq]").length === 1`)
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#rows tr[data-id="1"]`))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, tab, "hop-by-hop marks", `document.querySelectorAll("#tab-body tr.hop").length === 3`)
+	screenshot(t, tab, "ui-headers")
+}
