@@ -67,7 +67,6 @@ type Summary struct {
 	Faults   int    `json:"faults,omitempty"`
 	Messages int64  `json:"messages,omitempty"`
 	Client   string `json:"client,omitempty"`
-	Imported bool   `json:"imported,omitempty"`
 }
 
 func ms(t time.Time) float64 {
@@ -81,7 +80,7 @@ func durMS(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // summarize works out a flow's row.
 func summarize(f *Flow) Summary {
-	sum := Summary{ID: uint64(f.ID), Seq: f.Seq, Open: f.Open, Faults: len(f.Faults), Imported: f.Imported}
+	sum := Summary{ID: uint64(f.ID), Seq: f.Seq, Open: f.Open, Faults: len(f.Faults)}
 	switch {
 	case f.Exchange != nil:
 		ex := f.Exchange

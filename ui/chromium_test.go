@@ -57,7 +57,10 @@ func startBrowser(t *testing.T, ctx context.Context, o browserOptions) context.C
 		chromedp.Flag("disable-default-apps", true),
 		chromedp.Flag("disable-extensions", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-features", "Translate,MediaRouter,OptimizationHints"),
+		chromedp.Flag("disable-features", "Translate,MediaRouter,OptimizationHints,AutofillServerCommunication,CertificateTransparencyComponentUpdater"),
+		chromedp.Flag("disable-domain-reliability", true),
+		chromedp.Flag("disable-client-side-phishing-detection", true),
+		chromedp.Flag("no-pings", true),
 		chromedp.Flag("metrics-recording-only", true),
 		chromedp.Flag("password-store", "basic"),
 		chromedp.Flag("hide-scrollbars", true),
@@ -66,8 +69,10 @@ func startBrowser(t *testing.T, ctx context.Context, o browserOptions) context.C
 	if o.Proxy != "" {
 		opts = append(opts,
 			chromedp.ProxyServer("http://"+o.Proxy),
-			// Chromium sends loopback straight out unless told not to.
-			chromedp.Flag("proxy-bypass-list", "<-loopback>"))
+			// Chromium sends loopback straight out unless told not to;
+			// its own calls home go straight out too (and fail: no
+			// network), so they do not clutter the flows under test.
+			chromedp.Flag("proxy-bypass-list", "<-loopback>;*.google.com;*.googleapis.com;*.gstatic.com;*.gvt1.com"))
 	}
 	if o.SPKI != "" {
 		opts = append(opts, chromedp.Flag("ignore-certificate-errors-spki-list", o.SPKI))

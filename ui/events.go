@@ -31,6 +31,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	queue := make(chan Update, streamQueue)
 	missed := make(chan struct{}, 1)
 	cancel := s.opts.Source.Subscribe(func(u Update) {
+		if u.Kind == UpdateMissed {
+			select {
+			case missed <- struct{}{}:
+			default:
+			}
+			return
+		}
 		select {
 		case queue <- u:
 		default:

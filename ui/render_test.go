@@ -18,8 +18,8 @@ func sampleFlows(src *fakeSource) {
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	jsonBody := []byte(`{"user":{"id":42,"name":"Ada"},"roles":["admin","dev"],"active":true}`)
 	src.add(Flow{ID: 1, Exchange: &flow.Exchange{ID: 1, Method: "GET", URL: "http://app.test/api/me", Proto: "HTTP/1.1", Status: 200,
-		Client: flow.Client{Addr: "127.0.0.1:50122"},
-		RequestHeader: http.Header{"Accept": {"application/json"}, "Connection": {"keep-alive"}, "Proxy-Connection": {"keep-alive"}, "User-Agent": {"Mozilla/5.0"}},
+		Client:         flow.Client{Addr: "127.0.0.1:50122"},
+		RequestHeader:  http.Header{"Accept": {"application/json"}, "Connection": {"keep-alive"}, "Proxy-Connection": {"keep-alive"}, "User-Agent": {"Mozilla/5.0"}},
 		ResponseHeader: http.Header{"Content-Type": {"application/json"}, "Content-Length": {"71"}, "Keep-Alive": {"timeout=5"}},
 		ResponseBody:   flow.Body{Data: jsonBody, Len: int64(len(jsonBody))},
 		Start:          at(0), FirstByte: 3 * time.Millisecond, Duration: 4 * time.Millisecond, AnsweredBy: "destination"}})

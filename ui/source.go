@@ -52,8 +52,6 @@ type Flow struct {
 	Session    *flow.WSSession
 	Faults     []flow.Fault
 	Violations []flow.WSViolation
-	// Imported is set for flows read from a HAR file.
-	Imported bool
 	// MessageCounts summarise a session's messages, kept or evicted.
 	Messages MessageCounts
 }
@@ -104,6 +102,9 @@ const (
 	UpdateEvict
 	// UpdateClear: every flow was forgotten.
 	UpdateClear
+	// UpdateMissed: the source dropped changes for this reader, which
+	// must reload what it shows.
+	UpdateMissed
 )
 
 // Update is one change in the store.

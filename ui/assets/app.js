@@ -100,8 +100,7 @@ function fillRow(tr, s) {
   tr.replaceChildren(
     el("td", { class: "seq", text: s.seq }),
     el("td", { class: "type" }, el("span", { class: "badge t-" + s.type, text: typeLabel[s.type] || s.type }),
-      s.faults ? el("span", { class: "fault-mark", title: s.faults + " fault(s) injected", text: "⚡" }) : null,
-      s.imported ? el("span", { class: "imported-mark", title: "imported from a HAR file", text: "HAR" }) : null),
+      s.faults ? el("span", { class: "fault-mark", title: s.faults + " fault(s) injected", text: "⚡" }) : null),
     el("td", { class: "method", text: s.method }),
     el("td", { class: "status " + statusClass(s.status), text: s.status || (s.open ? "" : "—") }),
     el("td", { class: "host", title: s.host, text: s.host }),
@@ -123,7 +122,10 @@ function upsert(s, fresh) {
     fillRow(tr, s);
   } else {
     tr = rowFor(s);
-    if (fresh) tr.classList.add("new");
+    if (fresh) {
+      tr.classList.add("new");
+      setTimeout(() => tr.classList.remove("new"), 1500);
+    }
     state.rows.set(s.id, tr);
     insertRow(tr, s);
   }
@@ -606,7 +608,8 @@ function wsEvents(d) {
   for (const v of r.violations || []) out.push({ event: "violation", time: Date.parse(v.Time), text: `✖ ${v.Side === 1 ? "server" : "client"} broke the protocol: ${v.Violation} → sent ${v.Code}` });
   const ss = r.session;
   if (ss && ss.Code && !d.summary.open) {
-    out.push({ event: "end", time: Date.parse(ss.Start) + (ss.Duration || 0) / 1e6, text: `session ended: ${ss.Code}${ss.Reason ? " “" + ss.Reason + "”" : ""}${ss.ClosedBy ? " by " + ss.ClosedBy : ""}${ss.CloseHandshake === false ? " (no close frame)" : ""}` });
+    // Last, whatever the clocks say: the relay ends after the closes.
+    out.push({ event: "end", time: Infinity, text: `session ended: ${ss.Code}${ss.Reason ? " “" + ss.Reason + "”" : ""}${ss.ClosedBy ? " by " + ss.ClosedBy : ""}${ss.CloseHandshake === false ? " (no close frame)" : ""}` });
   }
   return out;
 }
@@ -699,8 +702,8 @@ function wsRow(m) {
 }
 
 function wsEventRow(e) {
-  return el("tr", { class: "m-event " + e.event }, el("td", { class: "dir", text: e.event === "fault" ? "⚡" : e.event === "violation" ? "✖" : "■" }), el("td"),
-    el("td", { class: "time", text: clock(e.time) }), el("td", { colspan: 5, text: e.text }));
+  return el("tr", { class: "m-event " + e.event }, el("td", { class: "dir", text: e.event === "fault" ? "⚡" : e.event === "violation" ? "✖" : "⏹" }), el("td"),
+    el("td", { class: "time", text: e.time === Infinity ? "" : clock(e.time) }), el("td", { colspan: 5, text: e.text }));
 }
 
 function wsSelect(m) {
