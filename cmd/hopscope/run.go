@@ -89,6 +89,10 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if _, err := newInterceptor(cfg, opts, logger); err != nil {
 		return err
 	}
+	web, err := newWebUI(cfg, flows, opts, logger)
+	if err != nil {
+		return err
+	}
 	srv, err := proxy.New(opts, logger)
 	if err != nil {
 		return err
@@ -115,6 +119,15 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 			return fmt.Errorf("listening on %s (--socks5): %w", cfg.SOCKS5, err)
 		}
 	}
+	if web != nil {
+		if err := web.start(logger, cfg.LogFile != "", stderr); err != nil {
+			ln.Close()
+			if socksLn != nil {
+				socksLn.Close()
+			}
+			return err
+		}
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	var socksServed chan error // nil, so never ready, without --socks5
@@ -132,7 +145,11 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	logger.Info().Str("event", "shutdown").Str("timeout", cfg.ShutdownTimeout.String()).Msg("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	shutdownErr := srv.Shutdown(shutdownCtx)
+	var uiErr error
+	if web != nil {
+		uiErr = web.stop(shutdownCtx)
+	}
+	shutdownErr := errors.Join(srv.Shutdown(shutdownCtx), uiErr)
 	if flows != nil && cfg.HAR != "" {
 		// Shutdown has closed the bus: the store holds the last flows.
 		if err := writeHARFile(cfg.HAR, flows); err != nil {

@@ -11,8 +11,10 @@ import (
 )
 
 // storeWanted reports whether anything reads the flow store: --har,
-// --har-import (and the web UI).
-func storeWanted(cfg config.Config) bool { return cfg.HAR != "" || len(cfg.HARImport) > 0 }
+// --har-import and the web UI (--ui).
+func storeWanted(cfg config.Config) bool {
+	return cfg.HAR != "" || len(cfg.HARImport) > 0 || cfg.UI != ""
+}
 
 // checkStoreSettings refuses bad store settings, and a --har file that
 // could not be written, before the proxy starts rather than at exit.

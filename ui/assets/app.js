@@ -702,7 +702,7 @@ function wsRow(m) {
 }
 
 function wsEventRow(e) {
-  return el("tr", { class: "m-event " + e.event }, el("td", { class: "dir", text: e.event === "fault" ? "⚡" : e.event === "violation" ? "✖" : "⏹" }), el("td"),
+  return el("tr", { class: "m-event " + e.event }, el("td", { class: "dir", text: e.event === "fault" ? "⚡" : e.event === "violation" ? "✖" : "■" }), el("td"),
     el("td", { class: "time", text: e.time === Infinity ? "" : clock(e.time) }), el("td", { colspan: 5, text: e.text }));
 }
 
@@ -753,20 +753,21 @@ function wsUpdateCounts() {
 
 // ---------- filter help ----------
 const filterHelp = [
-  ["text", "any flow whose URL, headers, body or WebSocket messages contain text"],
-  ["host:example.com", "host contains"],
-  ["path:/api", "path contains"],
-  ["method:POST", "method"],
-  ["status:404  status:4xx", "status code or class"],
-  ["type:ws  type:denied", "http, https, ws, tunnel, denied, fault"],
-  ["header:cookie", "a request or response header (name or value) contains"],
-  ["body:token", "a body or message payload contains"],
-  ["-term", "not"],
+  ["word", "URL, method, error, denial reason, bodies and WebSocket messages"],
+  ["host:example.com  path:/api  url:https://", "part of the host, path and query, full URL"],
+  ["method:POST", "the method"],
+  ["status:404  status:4xx  status:400-499", "the status"],
+  ["type:http tunnel bumped ws denied fault", "the kind of flow"],
+  ["header:x-foo  header:x-foo=bar", "a request or response header (whose value holds bar)"],
+  ["body:text  msg:hello  error:refused", "only bodies, only WebSocket messages, only the error"],
+  ["~dropped ~rewritten ~closed", "a message a rule or fault dropped, rewrote, closed on"],
+  ["~fault ~denied ~error ~open ~truncated ~evicted", "a fault acted, refused, failed, in progress, kept in part, messages evicted"],
+  ["-term   \"two words\"", "negate a term; group words"],
 ];
 
 function setupHelp() {
   const t = el("table", {}, filterHelp.map(([k, v]) => el("tr", {}, el("td", { text: k }), el("td", { text: v }))));
-  $("#help-body").replaceChildren(t, el("p", { class: "muted", text: "Terms are combined with AND. The filter runs in hopscope's store, so it sees message payloads the list does not show." }));
+  $("#help-body").replaceChildren(t, el("p", { class: "muted", text: "All terms must match; text matches case-insensitively. The filter runs in hopscope's store, so it searches message payloads and bodies the list does not show." }));
 }
 
 // ---------- wiring ----------
