@@ -42,6 +42,10 @@ func TestInterceptOptions(t *testing.T) {
 	if _, on, _ = cfg.InterceptOptions(); !on {
 		t.Error("--intercept did not turn it on")
 	}
+	cfg, _ = Parse([]string{"--http-breakpoint", "*/api/*"}, nil)
+	if opts, on, _ = cfg.InterceptOptions(); !on || len(opts.HTTPBreakpoints) != 1 || opts.HTTPBreakpoints[0].URL != "*/api/*" {
+		t.Errorf("--http-breakpoint: %+v on=%v", opts.HTTPBreakpoints, on)
+	}
 
 	if err := os.WriteFile(file, []byte("- match: {regex: '('}\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -51,6 +51,10 @@ const (
 	KindWSClose
 	// KindWSViolation: a side broke the WebSocket protocol.
 	KindWSViolation
+	// KindIntercept: an HTTP exchange was paused at a breakpoint and
+	// went on, changed, or was answered by hopscope (Record.Intercept).
+	// WebSocket messages say the same in their own records.
+	KindIntercept
 )
 
 var kindNames = [...]string{
@@ -64,6 +68,7 @@ var kindNames = [...]string{
 	KindWSMessage:     "ws_message",
 	KindWSClose:       "ws_close",
 	KindWSViolation:   "ws_violation",
+	KindIntercept:     "intercept",
 }
 
 func (k Kind) String() string {
@@ -76,7 +81,7 @@ func (k Kind) String() string {
 // Record is one report. Kind says which field is set: Exchange for the
 // exchange kinds, Tunnel for the tunnel kinds, Denial, Fault, Session for
 // KindWSOpen and KindWSClose, Message for KindWSMessage (by value, so that
-// publishing a message allocates nothing), Violation.
+// publishing a message allocates nothing), Violation, Intercept.
 type Record struct {
 	Kind      Kind
 	Exchange  *Exchange
@@ -86,6 +91,7 @@ type Record struct {
 	Session   *WSSession
 	Message   WSMessage
 	Violation *WSViolation
+	Intercept *Intercept
 }
 
 // Client identifies the client connection a flow arrived on.
@@ -350,4 +356,34 @@ type WSViolation struct {
 	// passed on before the violation was found.
 	BytesPassed int64
 	Time        time.Time
+}
+
+// Intercept is what happened to an HTTP exchange paused at a breakpoint.
+type Intercept struct {
+	// Exchange is the exchange that was paused.
+	Exchange ID
+	// Stage is "request" (before it went upstream) or "response" (before
+	// it went to the client).
+	Stage string
+	// Breakpoint is the name of the breakpoint that paused it.
+	Breakpoint string
+	// Actor is "person" or "timeout".
+	Actor string
+	// Action is "forward" (unchanged), "edit" or "respond" (hopscope
+	// answered instead of the destination, or replaced its answer).
+	Action string
+	// Note says what changed.
+	Note string
+	// Before and After are the head and the start of the body as they were
+	// and as they went on, for edit and respond.
+	Before, After *HTTPMessage
+	Time          time.Time
+}
+
+// HTTPMessage is a request's or a response's head and body, as an
+// Intercept shows it.
+type HTTPMessage struct {
+	Status int // 0 for a request
+	Header http.Header
+	Body   []byte
 }

@@ -206,7 +206,7 @@ func (b *builder) entry(x *store.Export) Entry {
 			ID: uint64(f.ID), Type: string(f.Type), Client: ex.Client.Addr, AnsweredBy: ex.AnsweredBy,
 			Error: ex.Error, Bumped: ex.Bumped, FirstByteMS: ms(ex.FirstByte),
 			RequestBody: bodyInfo(ex.RequestBody), ResponseBody: bodyInfo(ex.ResponseBody),
-			Faults: faultInfos(f.FaultRecords), FaultCount: f.Faults,
+			Faults: faultInfos(f.FaultRecords), FaultCount: f.Faults, Intercepts: interceptInfos(f.Intercepts),
 		},
 	}
 	if ex.Client.Conn != 0 {
@@ -414,4 +414,26 @@ func timings(ex *flow.Exchange) Timings {
 	t.Wait = ms(wait)
 	t.Receive = ms(ex.Duration - wait)
 	return t
+}
+
+func interceptInfos(is []flow.Intercept) []InterceptInfo {
+	var out []InterceptInfo
+	for _, i := range is {
+		out = append(out, InterceptInfo{Stage: i.Stage, Breakpoint: i.Breakpoint, Actor: i.Actor, Action: i.Action,
+			Note: i.Note, Time: isoTime(i.Time), Before: interceptMessage(i.Before), After: interceptMessage(i.After)})
+	}
+	return out
+}
+
+func interceptMessage(m *flow.HTTPMessage) *InterceptMessage {
+	if m == nil {
+		return nil
+	}
+	out := &InterceptMessage{Status: m.Status, Headers: headers(m.Header)}
+	if utf8.Valid(m.Body) {
+		out.Text = string(m.Body)
+	} else {
+		out.Text, out.Encoding = base64.StdEncoding.EncodeToString(m.Body), "base64"
+	}
+	return out
 }

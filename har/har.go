@@ -213,13 +213,14 @@ type Extra struct {
 	// encoding applied (hopscope could not or did not decode it).
 	ContentEncoding string `json:"content_encoding,omitempty"`
 	// FirstByteMS is when the answer's head was ready, from the start.
-	FirstByteMS float64       `json:"first_byte_ms,omitempty"`
-	Denial      *DenialInfo   `json:"denial,omitempty"`
-	Faults      []FaultInfo   `json:"faults,omitempty"`
-	FaultCount  int           `json:"fault_count,omitempty"`
-	Session     *SessionInfo  `json:"session,omitempty"`
-	Violations  []Violation   `json:"violations,omitempty"`
-	Messages    *MessageStats `json:"messages,omitempty"`
+	FirstByteMS float64         `json:"first_byte_ms,omitempty"`
+	Denial      *DenialInfo     `json:"denial,omitempty"`
+	Faults      []FaultInfo     `json:"faults,omitempty"`
+	Intercepts  []InterceptInfo `json:"intercepts,omitempty"`
+	FaultCount  int             `json:"fault_count,omitempty"`
+	Session     *SessionInfo    `json:"session,omitempty"`
+	Violations  []Violation     `json:"violations,omitempty"`
+	Messages    *MessageStats   `json:"messages,omitempty"`
 }
 
 // BodyInfo describes a body the store kept only in part.
@@ -262,6 +263,28 @@ type DenialInfo struct {
 	Reason string `json:"reason"`
 	Status int    `json:"status"`
 	Time   string `json:"time,omitempty"`
+}
+
+// InterceptInfo is what happened at an HTTP breakpoint.
+type InterceptInfo struct {
+	Stage      string `json:"stage"`
+	Breakpoint string `json:"breakpoint,omitempty"`
+	Actor      string `json:"actor,omitempty"`
+	Action     string `json:"action"`
+	Note       string `json:"note,omitempty"`
+	Time       string `json:"time,omitempty"`
+	// Before and After are the head and body start as they were and as
+	// they went on, for edit and respond.
+	Before *InterceptMessage `json:"before,omitempty"`
+	After  *InterceptMessage `json:"after,omitempty"`
+}
+
+// InterceptMessage is a request's or answer's head and body start.
+type InterceptMessage struct {
+	Status   int         `json:"status,omitempty"`
+	Headers  []NameValue `json:"headers"`
+	Text     string      `json:"text,omitempty"`
+	Encoding string      `json:"encoding,omitempty"`
 }
 
 // FaultInfo is a fault that acted.

@@ -24,11 +24,15 @@ const maxRequestBody = 16 << 20
 //
 //	GET    /status                    timeout, counts
 //	GET    /paused                    paused messages, with their deadlines
-//	POST   /paused/{id}               {"action":"forward"|"edit"|"drop"|"close", ...}
+//	POST   /paused/{id}               {"action":"forward"|"edit"|"drop"|"close", ...} (WebSocket)
+//	                                  {"action":"forward"|"edit"|"respond", "status", "header", body} (HTTP)
 //	GET    /breakpoints               the breakpoints in order
 //	POST   /breakpoints               {"name":..., "match":{...}} adds or replaces one
 //	DELETE /breakpoints/{name}        removes one
 //	DELETE /breakpoints               removes all
+//	GET    /http-breakpoints          the HTTP breakpoints
+//	POST   /http-breakpoints          {"name":..., "stage":"request"|"response"|"both", "method":..., "url":...}
+//	DELETE /http-breakpoints/{name}   removes one (without a name: all)
 //	GET    /sessions                  live WebSocket sessions
 //	POST   /sessions/{id}/inject      {"to":"server"|"client", "text"|"hex"|"base64": ...}
 //	POST   /sessions/{id}/close       {"code":1000, "reason":"..."}
@@ -45,6 +49,10 @@ func (e *Engine) Handler() http.Handler {
 	mux.HandleFunc("POST /breakpoints", e.apiSetBreakpoint)
 	mux.HandleFunc("DELETE /breakpoints/{name}", e.apiClearBreakpoint)
 	mux.HandleFunc("DELETE /breakpoints", e.apiClearBreakpoint)
+	mux.HandleFunc("GET /http-breakpoints", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, e.HTTPBreakpoints()) })
+	mux.HandleFunc("POST /http-breakpoints", e.apiSetHTTPBreakpoint)
+	mux.HandleFunc("DELETE /http-breakpoints/{name}", e.apiClearHTTPBreakpoint)
+	mux.HandleFunc("DELETE /http-breakpoints", e.apiClearHTTPBreakpoint)
 	mux.HandleFunc("GET /sessions", e.apiSessions)
 	mux.HandleFunc("POST /sessions/{id}/inject", e.apiInject)
 	mux.HandleFunc("POST /sessions/{id}/close", e.apiClose)
@@ -53,14 +61,21 @@ func (e *Engine) Handler() http.Handler {
 
 // pausedJSON is a paused message in the API.
 type pausedJSON struct {
-	ID         uint64 `json:"id"`
-	Session    uint64 `json:"session"`
-	URL        string `json:"url"`
-	From       string `json:"from"`
-	Type       string `json:"type"`
-	Len        int64  `json:"len"`
-	Truncated  bool   `json:"truncated,omitempty"`
-	Breakpoint string `json:"breakpoint"`
+	ID uint64 `json:"id"`
+	// Kind is websocket, request or response.
+	Kind    string `json:"kind"`
+	Session uint64 `json:"session,omitempty"`
+	URL     string `json:"url"`
+	From    string `json:"from,omitempty"`
+	Type    string `json:"type,omitempty"`
+	// For HTTP.
+	Exchange   uint64      `json:"exchange,omitempty"`
+	Method     string      `json:"method,omitempty"`
+	Status     int         `json:"status,omitempty"`
+	Header     http.Header `json:"header,omitempty"`
+	Len        int64       `json:"len"`
+	Truncated  bool        `json:"truncated,omitempty"`
+	Breakpoint string      `json:"breakpoint"`
 	// Text is the payload when it is valid UTF-8; Hex always.
 	Text        *string `json:"text,omitempty"`
 	Hex         string  `json:"hex"`
@@ -76,10 +91,11 @@ type pausedJSON struct {
 func (e *Engine) apiStatus(w http.ResponseWriter, _ *http.Request) {
 	e.mu.Lock()
 	st := map[string]any{
-		"timeout_ms":  e.timeout.Milliseconds(),
-		"breakpoints": len(e.breakpoints),
-		"paused":      len(e.paused),
-		"sessions":    len(e.sessions),
+		"timeout_ms":       e.timeout.Milliseconds(),
+		"breakpoints":      len(e.breakpoints),
+		"http_breakpoints": len(e.httpBreakpoints),
+		"paused":           len(e.paused),
+		"sessions":         len(e.sessions),
 	}
 	e.mu.Unlock()
 	writeJSON(w, http.StatusOK, st)
@@ -89,9 +105,12 @@ func (e *Engine) apiPaused(w http.ResponseWriter, _ *http.Request) {
 	now := time.Now()
 	out := []pausedJSON{}
 	for _, p := range e.PausedMessages() {
-		j := pausedJSON{ID: p.ID, Session: uint64(p.Session), URL: p.URL, From: p.From.String(), Type: p.Op.String(),
-			Len: p.Len, Truncated: p.Truncated, Breakpoint: p.Breakpoint, Hex: hex.EncodeToString(p.Payload),
+		j := pausedJSON{ID: p.ID, Kind: p.Kind, Session: uint64(p.Session), URL: p.URL,
+			Exchange: uint64(p.Exchange), Method: p.Method, Status: p.Status, Header: p.Header, Len: p.Len, Truncated: p.Truncated, Breakpoint: p.Breakpoint, Hex: hex.EncodeToString(p.Payload),
 			Editable: p.Editable, NotEditable: p.NotEditable, Since: p.Since.UTC().Format(time.RFC3339Nano)}
+		if p.Kind == kindWebSocket {
+			j.From, j.Type = p.From.String(), p.Op.String()
+		}
 		if utf8.Valid(p.Payload) {
 			text := string(p.Payload)
 			j.Text = &text
@@ -145,6 +164,28 @@ func (e *Engine) apiClearBreakpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, e.Breakpoints())
+}
+
+func (e *Engine) apiSetHTTPBreakpoint(w http.ResponseWriter, r *http.Request) {
+	var spec HTTPBreakpointSpec
+	if !readJSON(w, r, &spec) {
+		return
+	}
+	set, err := e.SetHTTPBreakpoint(spec)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, set)
+}
+
+func (e *Engine) apiClearHTTPBreakpoint(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if !e.ClearHTTPBreakpoint(name) && name != "" {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no HTTP breakpoint %q", name))
+		return
+	}
+	writeJSON(w, http.StatusOK, e.HTTPBreakpoints())
 }
 
 // sessionJSON is a live session in the API.

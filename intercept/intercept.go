@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,9 @@ import (
 	"github.com/hopscope/hopscope/policy"
 	"github.com/hopscope/hopscope/proxy"
 )
+
+// kindWebSocket is the Kind of a paused WebSocket message.
+const kindWebSocket = "websocket"
 
 // DefaultTimeout is how long a paused message waits for a person.
 const DefaultTimeout = 60 * time.Second
@@ -36,6 +40,8 @@ type Options struct {
 	Timeout time.Duration
 	// Breakpoints are set from the start (config file, flags).
 	Breakpoints []BreakpointSpec
+	// HTTPBreakpoints pause HTTP requests and answers.
+	HTTPBreakpoints []HTTPBreakpointSpec
 }
 
 // BreakpointSpec selects messages to pause, in the vocabulary of the
@@ -58,9 +64,13 @@ type Engine struct {
 
 	mu          sync.Mutex
 	breakpoints []breakpoint
-	sessions    map[flow.ID]*proxy.WSLive
-	paused      map[uint64]*Paused
-	nextBreak   int
+	// httpBreakpoints pause HTTP exchanges; httpArmed mirrors
+	// len(httpBreakpoints) > 0.
+	httpBreakpoints []HTTPBreakpointSpec
+	httpArmed       atomic.Bool
+	sessions        map[flow.ID]*proxy.WSLive
+	paused          map[uint64]*Paused
+	nextBreak       int
 	// armed mirrors len(breakpoints) > 0, read without the lock for every
 	// message.
 	armed  atomic.Bool
@@ -78,6 +88,11 @@ func New(opts Options) (*Engine, error) {
 	for _, spec := range opts.Breakpoints {
 		if _, err := e.SetBreakpoint(spec); err != nil {
 			return nil, err
+		}
+	}
+	for _, spec := range opts.HTTPBreakpoints {
+		if _, err := e.SetHTTPBreakpoint(spec); err != nil {
+			return nil, fmt.Errorf("HTTP breakpoint %s: %w", spec.Name, err)
 		}
 	}
 	return e, nil
@@ -170,15 +185,24 @@ func (e *Engine) Sessions() []flow.WSSession {
 	return out
 }
 
-// Paused is a message waiting for a person.
+// Paused is a WebSocket message, or an HTTP request or answer, waiting
+// for a person.
 type Paused struct {
-	ID      uint64
+	ID uint64
+	// Kind is "websocket", "request" or "response".
+	Kind    string
 	Session flow.ID
 	URL     string
 	From    flow.Side
 	Op      flow.Opcode
+	// For HTTP: the exchange, the request's method, the answer's status
+	// (response) and the head as it stands.
+	Exchange flow.ID
+	Method   string
+	Status   int
+	Header   http.Header
 	// Payload is a copy of the message's plaintext (its start, when
-	// Truncated).
+	// Truncated), or the HTTP body as it crossed the wire.
 	Payload   []byte
 	Len       int64
 	Truncated bool
@@ -197,11 +221,18 @@ type Paused struct {
 
 // Decision is what a person does with a paused message.
 type Decision struct {
-	// Action is "forward", "edit", "drop" or "close".
+	// Action is "forward", "edit", "drop" or "close" for a WebSocket
+	// message; "forward", "edit" or "respond" (answer the client instead,
+	// or replace the destination's answer) for HTTP.
 	Action string `json:"action"`
+	// For HTTP edit and respond: the whole header to send (nil: as it
+	// is) and the status (respond; edit of an answer; 0: as it is).
+	Header http.Header `json:"header,omitempty"`
+	Status int         `json:"status,omitempty"`
 	// For edit, exactly one of: Text (a text message), JSON (validated,
 	// sent as text), Hex (the bytes, sent with the message's opcode;
-	// valid UTF-8 when that is text).
+	// valid UTF-8 when that is text). For HTTP, at most one: the new body
+	// (none: the body as it is).
 	Text *string `json:"text,omitempty"`
 	JSON *string `json:"json,omitempty"`
 	Hex  *string `json:"hex,omitempty"`
@@ -211,6 +242,8 @@ type Decision struct {
 
 	payload []byte
 	op      flow.Opcode
+	// body is set when an HTTP decision gave a body.
+	body bool
 }
 
 // ErrNotPaused is returned for a paused message that is gone (acted on,
@@ -260,6 +293,9 @@ func (e *Engine) Decide(id uint64, d Decision) error {
 
 // check validates d against the message and fills in what to send.
 func (p *Paused) check(d *Decision) error {
+	if p.Kind != kindWebSocket {
+		return p.checkHTTP(d)
+	}
 	switch d.Action {
 	case "forward":
 		return nil
@@ -369,14 +405,31 @@ func (d *decider) Decide(m *proxy.WSMessageView, v *proxy.WSVerdict) {
 		return
 	}
 	p := &Paused{
-		ID: e.nextID.Add(1), Session: m.Session, URL: m.URL, From: m.From, Op: m.Op,
+		ID: e.nextID.Add(1), Kind: kindWebSocket, Session: m.Session, URL: m.URL, From: m.From, Op: m.Op,
 		Payload: append([]byte(nil), m.Payload...), Len: m.Len, Truncated: m.Truncated,
-		Breakpoint: name, Editable: m.Modifiable, Since: time.Now(),
-		decided: make(chan Decision, 1),
+		Breakpoint: name, Editable: m.Modifiable,
 	}
 	if !m.Modifiable {
 		p.NotEditable = notEditable(m)
 	}
+	e.mu.Unlock()
+	v.Rule = name
+	dec, actor := e.wait(p, d.live.Done())
+	switch actor {
+	case "person":
+		d.apply(p, dec, v)
+	case "timeout":
+		v.Actor, v.Note = "timeout", fmt.Sprintf("paused at breakpoint %s; forwarded unchanged after the %s timeout", name, e.timeout)
+	default:
+		v.Note = fmt.Sprintf("paused at breakpoint %s when the session ended", name)
+	}
+}
+
+// wait pauses p until a person decides ("person"), the timeout passes
+// ("timeout": forward) or done is closed ("": forward).
+func (e *Engine) wait(p *Paused, done <-chan struct{}) (Decision, string) {
+	p.Since = time.Now()
+	p.decided = make(chan Decision, 1)
 	var expire <-chan time.Time
 	if e.timeout > 0 {
 		p.Deadline = p.Since.Add(e.timeout)
@@ -384,18 +437,16 @@ func (d *decider) Decide(m *proxy.WSMessageView, v *proxy.WSVerdict) {
 		defer t.Stop()
 		expire = t.C
 	}
+	e.mu.Lock()
 	e.paused[p.ID] = p
 	e.mu.Unlock()
-
-	v.Rule = name
+	actor := ""
 	select {
 	case dec := <-p.decided:
-		d.apply(p, dec, v)
-		return
+		return dec, "person"
 	case <-expire:
-		v.Actor, v.Note = "timeout", fmt.Sprintf("paused at breakpoint %s; forwarded unchanged after the %s timeout", name, e.timeout)
-	case <-d.live.Done():
-		v.Note = fmt.Sprintf("paused at breakpoint %s when the session ended", name)
+		actor = "timeout"
+	case <-done:
 	}
 	e.mu.Lock()
 	_, still := e.paused[p.ID]
@@ -403,8 +454,9 @@ func (d *decider) Decide(m *proxy.WSMessageView, v *proxy.WSVerdict) {
 	e.mu.Unlock()
 	if !still {
 		// A person decided just as the wait ended: theirs wins.
-		d.apply(p, <-p.decided, v)
+		return <-p.decided, "person"
 	}
+	return Decision{Action: "forward"}, actor
 }
 
 func (d *decider) apply(p *Paused, dec Decision, v *proxy.WSVerdict) {

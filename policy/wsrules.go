@@ -310,3 +310,8 @@ func matchGlob(pattern, s string) bool {
 	}
 	return strings.Trim(pattern[p:], "*") == ""
 }
+
+// MatchGlob matches s against a pattern where * stands for any run of
+// characters (slashes included) and ? for exactly one, as rules' url
+// fields do.
+func MatchGlob(pattern, s string) bool { return matchGlob(pattern, s) }

@@ -25,6 +25,9 @@ type exchange struct {
 	// wireNames are the answer's header names as the destination wrote
 	// them, where their case differs from net/http's.
 	wireNames map[string]string
+	// answered is set when the interceptor answered the request itself:
+	// there is no destination's answer to pause.
+	answered bool
 }
 
 type exchangeKey struct{}

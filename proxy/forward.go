@@ -81,6 +81,11 @@ func (s *Server) prepareForward(r *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 	}
 	major, minor := clientProto(r)
 	s.markRequest(r.Header, major, minor, clientIP(r))
+	if s.opts.Interceptor != nil {
+		if answer := s.interceptRequest(r); answer != nil {
+			return r, answer
+		}
+	}
 	return r, nil
 }
 
@@ -121,6 +126,9 @@ func (s *Server) finishForward(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 	}
 	removeHopByHopHeaders(resp.Header)
 	s.markResponse(resp.Header, resp.ProtoMajor, resp.ProtoMinor, ctx.Req)
+	if ex := exchangeFrom(ctx.Req.Context()); s.opts.Interceptor != nil && (ex == nil || !ex.answered) {
+		s.interceptResponse(ctx.Req, resp)
+	}
 	if ex := exchangeFrom(ctx.Req.Context()); ex != nil && ex.writer != nil {
 		// goproxy deletes Content-Length when the body is replaced; the
 		// writer puts the destination's own value back.

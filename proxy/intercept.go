@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -168,4 +169,77 @@ func (p *wsPeer) wake() {
 	if p.boundary != nil {
 		p.boundary.Broadcast()
 	}
+}
+
+// HTTPInterceptor is an Interceptor that also pauses HTTP exchanges: a
+// request before it goes upstream, an answer before it goes to the
+// client. Both calls may block (a person is deciding) and run on the
+// exchange's own goroutine.
+type HTTPInterceptor interface {
+	// InterceptRequest may change req's header and body, or return an
+	// answer that goes to the client instead of the request going
+	// upstream. rec is nil when nothing acted.
+	InterceptRequest(exchange flow.ID, req *http.Request) (answer *http.Response, rec *flow.Intercept)
+	// InterceptResponse may change resp's status, header and body.
+	InterceptResponse(exchange flow.ID, req *http.Request, resp *http.Response) (rec *flow.Intercept)
+}
+
+// interceptRequest runs the HTTP interceptor on a request about to go
+// upstream.
+func (s *Server) interceptRequest(r *http.Request) *http.Response {
+	hi, ok := s.opts.Interceptor.(HTTPInterceptor)
+	if !ok {
+		return nil
+	}
+	ex := exchangeFrom(r.Context())
+	var id flow.ID
+	if ex != nil && ex.writer != nil {
+		id = ex.writer.flow.id()
+	}
+	answer, rec := hi.InterceptRequest(id, r)
+	s.publishIntercept(id, rec)
+	if answer != nil {
+		answer.Request = r
+		if ex != nil {
+			ex.answered = true
+		}
+		if ex != nil && ex.writer != nil {
+			ex.writer.byProxy = true
+			ex.writer.contentLength = answer.Header.Get("Content-Length")
+		}
+	}
+	return answer
+}
+
+// interceptResponse runs the HTTP interceptor on an answer about to go to
+// the client.
+func (s *Server) interceptResponse(r *http.Request, resp *http.Response) {
+	hi, ok := s.opts.Interceptor.(HTTPInterceptor)
+	if !ok {
+		return
+	}
+	var id flow.ID
+	if ex := exchangeFrom(r.Context()); ex != nil && ex.writer != nil {
+		id = ex.writer.flow.id()
+	}
+	s.publishIntercept(id, hi.InterceptResponse(id, r, resp))
+}
+
+func (s *Server) publishIntercept(id flow.ID, rec *flow.Intercept) {
+	if rec == nil || !s.flows.Active() {
+		return
+	}
+	rec.Exchange = id
+	// Observers get as much of the bodies as they asked for, as with
+	// exchanges.
+	n := s.flows.BodyBytes()
+	for _, m := range []*flow.HTTPMessage{rec.Before, rec.After} {
+		if m != nil && len(m.Body) > n {
+			m.Body = m.Body[:n]
+		}
+	}
+	if rec.Time.IsZero() {
+		rec.Time = time.Now()
+	}
+	s.flows.Publish(flow.Record{Kind: flow.KindIntercept, Intercept: rec})
 }

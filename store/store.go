@@ -265,6 +265,15 @@ func (s *Store) apply(r *flow.Record) {
 			e.faults = append(e.faults, *r.Fault)
 		}
 		s.touch(e)
+	case flow.KindIntercept:
+		if r.Intercept == nil || r.Intercept.Exchange == 0 {
+			return
+		}
+		e := s.entryFor(r.Intercept.Exchange, r.Intercept.Time)
+		if len(e.intercepts) < maxFaultsPerFlow {
+			e.intercepts = append(e.intercepts, *r.Intercept)
+		}
+		s.touch(e)
 	case flow.KindWSOpen, flow.KindWSClose:
 		ss := r.Session
 		if ss == nil {
@@ -359,6 +368,7 @@ func (s *Store) merge(e, other *entry) {
 	}
 	e.faultCount += other.faultCount
 	e.violations = append(e.violations, other.violations...)
+	e.intercepts = append(e.intercepts, other.intercepts...)
 	for _, m := range other.msgs.kept() {
 		c := *m
 		c.Flow = e.id
@@ -639,6 +649,7 @@ type entry struct {
 	faults              []flow.Fault
 	faultCount          int
 	violations          []flow.WSViolation
+	intercepts          []flow.Intercept
 
 	msgs            msgRing
 	msgStats        msgStats

@@ -107,6 +107,8 @@ type Flow struct {
 	// Summary.Faults counts them all.
 	FaultRecords []flow.Fault       `json:"fault_records,omitempty"`
 	Violations   []flow.WSViolation `json:"violations,omitempty"`
+	// Intercepts are what a person did at HTTP breakpoints (at most 64).
+	Intercepts []flow.Intercept `json:"intercepts,omitempty"`
 }
 
 // Message is one kept WebSocket message or control frame.
@@ -284,5 +286,6 @@ func (e *entry) detail() Flow {
 		SessionRecord: e.sess,
 		FaultRecords:  append([]flow.Fault(nil), e.faults...),
 		Violations:    append([]flow.WSViolation(nil), e.violations...),
+		Intercepts:    append([]flow.Intercept(nil), e.intercepts...),
 	}
 }
