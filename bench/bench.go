@@ -36,7 +36,8 @@ type Options struct {
 	Builtin []string
 	// Compare are other running proxies, measured in the same rounds.
 	Compare []Target
-	// Rounds per case and side; the median is reported. Default 3.
+	// Rounds per rate case and side; the median is reported. Default 3.
+	// Memory cases run one round.
 	Rounds int
 	// RoundTime bounds each round of a rate case. Default 1s.
 	RoundTime time.Duration
@@ -89,6 +90,10 @@ type Cell struct {
 	Ratio float64
 	// P50, P99 are latencies of single operations, where a case has them.
 	P50, P99 time.Duration
+	// CPU is the proxy process's CPU time (user and system) per
+	// operation, which the machine's other load moves far less than
+	// rates; 0 where unknown (direct, memory cases, no /proc).
+	CPU time.Duration
 	// Note says why a cell is empty.
 	Note string
 }
@@ -160,7 +165,15 @@ func (e *env) measure(ctx context.Context, c caseDef) Row {
 	values := make([][]float64, len(sides))
 	lats := make([][]time.Duration, len(sides))
 	notes := make([]string, len(sides))
-	for range e.opts.Rounds {
+	cpu := make([]time.Duration, len(sides))
+	ops := make([]int, len(sides))
+	rounds := e.opts.Rounds
+	if c.memory {
+		// One round: holding hundreds of sessions is slow through a
+		// proxy that mints an RSA leaf per connection (goproxy: ~86 ms).
+		rounds = 1
+	}
+	for range rounds {
 		for i, t := range sides {
 			if notes[i] != "" || (c.memory && t == nil) || ctx.Err() != nil {
 				continue
@@ -173,10 +186,15 @@ func (e *env) measure(ctx context.Context, c caseDef) Row {
 					continue
 				}
 			}
+			cpu0 := e.cpuOf(t)
 			v, lat, err := c.run(ctx, e, t)
 			if err != nil {
 				notes[i] = "failed: " + firstLine(err.Error())
 				continue
+			}
+			if cpu1 := e.cpuOf(t); cpu0 >= 0 && cpu1 >= 0 && len(lat) > 0 {
+				cpu[i] += cpu1 - cpu0
+				ops[i] += len(lat)
 			}
 			values[i] = append(values[i], v)
 			lats[i] = append(lats[i], lat...)
@@ -186,6 +204,9 @@ func (e *env) measure(ctx context.Context, c caseDef) Row {
 	cells := make([]Cell, len(sides))
 	for i := range sides {
 		cell := Cell{Value: median(values[i]), P50: percentile(lats[i], 50), P99: percentile(lats[i], 99), Note: notes[i]}
+		if ops[i] > 0 {
+			cell.CPU = cpu[i] / time.Duration(ops[i])
+		}
 		if len(values[i]) == 0 && cell.Note == "" {
 			cell.Note = "-"
 		}
@@ -285,6 +306,33 @@ func Format(w io.Writer, rep *Report) {
 		rows = append(rows, row)
 	}
 	writeTable(w, head, rows)
+	fmt.Fprintln(w)
+
+	head = append([]string{"proxy CPU per operation"}, rep.Targets...)
+	rows = nil
+	for _, r := range rep.Rows {
+		if r.Memory {
+			continue
+		}
+		row := []string{r.Case}
+		for _, c := range r.Cells {
+			row = append(row, cpuText(c.CPU))
+		}
+		rows = append(rows, row)
+	}
+	writeTable(w, head, rows)
+	fmt.Fprintln(w, "CPU: user+system time of the proxy process per operation (a message echoed, a request, a download); lower is better.")
+}
+
+func cpuText(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "-"
+	case d < 100*time.Microsecond:
+		return fmt.Sprintf("%.1fµs", float64(d)/1e3)
+	default:
+		return dur(d)
+	}
 }
 
 func latText(c Cell) string {

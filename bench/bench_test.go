@@ -59,7 +59,7 @@ func TestRunComparesEachCase(t *testing.T) {
 		if r.Case != cases[i] || c.Note != "" || c.Value == 0 {
 			t.Errorf("row %+v", r)
 		}
-		if !r.Memory && (r.Direct.Value <= 0 || c.Ratio <= 0 || c.P50 <= 0 || c.P99 < c.P50) {
+		if !r.Memory && (r.Direct.Value <= 0 || c.Ratio <= 0 || c.P50 <= 0 || c.P99 < c.P50 || c.CPU < 0) {
 			t.Errorf("rate row %+v", r)
 		}
 	}

@@ -104,6 +104,41 @@ func rssKiB(pid int) (int64, error) {
 	return 0, errors.New("no VmRSS in /proc status")
 }
 
+// cpuOf is the CPU time target t's process has used so far, -1 when
+// unknown (direct, or no /proc).
+func (e *env) cpuOf(t *target) time.Duration {
+	if t == nil {
+		return -1
+	}
+	if t.PID == 0 {
+		pid, err := listenerPID(t.Addr)
+		if err != nil {
+			return -1
+		}
+		t.PID = pid
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", t.PID))
+	if err != nil {
+		return -1
+	}
+	// The command name may hold spaces; fields count from after it.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return -1
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times: 100 on every
+// Linux architecture Go runs on.
+const clockTicks = 100
+
 // listenerPID finds the process listening on addr (a loopback host:port)
 // through /proc: the socket's inode in /proc/net/tcp, then the process
 // holding it.
