@@ -50,6 +50,8 @@ type Server struct {
 	upstreamRT goproxy.RoundTripper
 	nextConn   atomic.Uint64
 	tunnelAct  *goproxy.ConnectAction
+	// leaves are the bumped destinations' certificates seen lately.
+	leaves upstreamLeaves
 }
 
 // New builds a proxy from opts (nil for all defaults). The listen event
