@@ -31,7 +31,6 @@ var known = map[string]map[string]string{
 		"post-chunked":     bodyStreamed,
 		"trailer-header":   bodyStreamed,
 		"bad-request-line": netHTTPAnswers,
-		"oversized-header": netHTTPAnswers,
 		"url-with-space":   "net/http refuses a space in the request target with its own 400; squid strips it and forwards",
 	},
 	"tinyproxy": {

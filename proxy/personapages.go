@@ -51,6 +51,8 @@ func squidError(r *http.Request, pe *proxyError) (int, string, bool) {
 		return http.StatusBadRequest, "ERR_INVALID_URL 0", true
 	case pe.Rule == "max-forwards":
 		return http.StatusNotImplemented, "ERR_UNSUP_REQ 0", true
+	case pe.Rule == "max-header-bytes":
+		return http.StatusRequestHeaderFieldsTooLarge, "ERR_TOO_BIG 0", true
 	case pe.ProxyStatus == "connection_refused":
 		return http.StatusServiceUnavailable, "ERR_CONNECT_FAIL 111", true
 	case pe.ProxyStatus == "dns_error" && connect:
@@ -100,7 +102,8 @@ func (s *Server) squidAnswer(r *http.Request, pe *proxyError) (personaAnswer, bo
 		a.close = true
 	default:
 		lookup := "MISS"
-		if status == http.StatusForbidden || status == http.StatusProxyAuthRequired || status == http.StatusBadRequest || status == http.StatusNotImplemented {
+		refusedRequest := status == http.StatusBadRequest || status == http.StatusNotImplemented || status == http.StatusRequestHeaderFieldsTooLarge
+		if refusedRequest || status == http.StatusForbidden || status == http.StatusProxyAuthRequired {
 			lookup = "NONE" // answered before any cache lookup
 		}
 		if r.Method == http.MethodConnect {
@@ -108,7 +111,7 @@ func (s *Server) squidAnswer(r *http.Request, pe *proxyError) (personaAnswer, bo
 		}
 		s.squidMarks(h, lookup, r)
 		h.Set("Via", "1.1 "+host+" ("+squidVersion+")")
-		if status == http.StatusBadRequest || status == http.StatusNotImplemented {
+		if refusedRequest {
 			h.Set("Connection", "close")
 			a.close = true
 		}

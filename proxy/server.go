@@ -105,7 +105,7 @@ func New(opts *Options, log zerolog.Logger) (*Server, error) {
 		Handler:           s,
 		ReadHeaderTimeout: o.ReadHeaderTimeout,
 		IdleTimeout:       o.IdleTimeout,
-		MaxHeaderBytes:    o.MaxHeaderBytes,
+		MaxHeaderBytes:    headRoom(o.MaxHeaderBytes),
 		ConnContext:       s.connContext,
 		ErrorLog:          goproxyLogger{log}.std(),
 	}
@@ -146,7 +146,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		fingerprint = s.opts.CA.Fingerprint()
 	}
 	s.logListen(ln.Addr().String(), s.opts.Policy.Summary(), s.opts.UpstreamTLS.InsecureSkipVerify, redactedURL(s.opts.UpstreamProxy), fingerprint)
-	return s.http.Serve(headTapListener{Listener: ln, limit: s.opts.MaxHeaderBytes})
+	return s.http.Serve(headTapListener{Listener: ln, limit: headRoom(s.opts.MaxHeaderBytes)})
 }
 
 func redactedURL(u *url.URL) string {
@@ -189,7 +189,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := connInfoFrom(r.Context())
 	r = s.productStatusLine(r)
-	r = s.clientHead(r)
+	r, headSize := s.clientHead(r)
+	if s.refuseLargeHead(w, r, info, headSize) {
+		return
+	}
 	if !s.clientAllowed(r) {
 		s.refuse(w, r, info, &proxyError{
 			Status: http.StatusForbidden, ProxyStatus: "http_request_denied", Rule: "allow-client",
@@ -234,7 +237,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // to an allowed host and then talk to any other.
 func (s *Server) serveInTunnel(w http.ResponseWriter, r *http.Request) {
 	info := connInfoFrom(r.Context())
-	r = s.clientHead(r)
+	r, headSize := s.clientHead(r)
+	if s.refuseLargeHead(w, r, info, headSize) {
+		return
+	}
 	t, _ := tunnelFrom(r.Context())
 	if r.Method == http.MethodConnect {
 		s.refuse(w, r, info, &proxyError{

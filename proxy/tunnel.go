@@ -244,7 +244,7 @@ func (s *Server) serveInner(conn net.Conn, t tunnelInfo, onDone func()) {
 		Handler:           http.HandlerFunc(s.serveInTunnel),
 		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
 		IdleTimeout:       s.opts.IdleTimeout,
-		MaxHeaderBytes:    s.opts.MaxHeaderBytes,
+		MaxHeaderBytes:    headRoom(s.opts.MaxHeaderBytes),
 		ErrorLog:          goproxyLogger{s.log}.std(),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			outer.client = c.RemoteAddr().String()
@@ -268,7 +268,7 @@ func (s *Server) serveInner(conn net.Conn, t tunnelInfo, onDone func()) {
 		_ = srv.Serve(&oneConnListener{conn: tc})
 		return
 	}
-	_ = srv.Serve(newOneConnListener(newHeadTap(conn, s.opts.MaxHeaderBytes), onDone))
+	_ = srv.Serve(newOneConnListener(newHeadTap(conn, headRoom(s.opts.MaxHeaderBytes)), onDone))
 }
 
 // relayBytes copies client->upstream and upstream->client until both

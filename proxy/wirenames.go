@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -42,6 +43,7 @@ type headTap struct {
 type tapped struct {
 	method, target string
 	names          []string
+	size           int // bytes of the head, request line included
 }
 
 func newHeadTap(c net.Conn, limit int) *headTap { return &headTap{Conn: c, limit: limit} }
@@ -82,6 +84,7 @@ func (t *headTap) feed(p []byte) {
 			return
 		}
 		h, bodyLen, follow := parseTappedHead(t.buf[:end+2])
+		h.size = end + 4
 		t.heads = append(t.heads, h)
 		if !follow {
 			t.giveUp()
@@ -102,20 +105,20 @@ func (t *headTap) giveUp() {
 // claim returns the names of the head net/http parsed as r, if the tap
 // saw it; the request line must agree, so a tap that lost its way says
 // nothing rather than something wrong.
-func (t *headTap) claim(r *http.Request) []string {
+func (t *headTap) claim(r *http.Request) tapped {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.heads) == 0 {
-		return nil
+		return tapped{}
 	}
 	h := t.heads[0]
 	t.heads = t.heads[1:]
 	if h.method != r.Method || h.target != r.RequestURI {
 		t.giveUp()
 		t.heads = nil
-		return nil
+		return tapped{}
 	}
-	return h.names
+	return h
 }
 
 // parseTappedHead reads the names of a head (without its final CRLF) and
@@ -365,14 +368,33 @@ func withHeadTap(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
-// clientHead attaches the client's header names to r, for the next hop.
-func (s *Server) clientHead(r *http.Request) *http.Request {
+// clientHead attaches the client's header names to r, for the next hop,
+// and returns the size of its head (0 when the tap did not see it).
+func (s *Server) clientHead(r *http.Request) (*http.Request, int) {
 	t, ok := r.Context().Value(headTapKey{}).(*headTap)
 	if !ok {
-		return r
+		return r, 0
 	}
-	if names := t.claim(r); names != nil {
-		return r.WithContext(context.WithValue(r.Context(), wireNamesKey{}, names))
+	if h := t.claim(r); h.names != nil {
+		return r.WithContext(context.WithValue(r.Context(), wireNamesKey{}, h.names)), h.size
 	}
-	return r
+	return r, 0
+}
+
+// headRoom is how much larger than --max-header-bytes a head net/http
+// reads before it answers 431 itself: heads in between are refused by
+// hopscope, with a page that says why (and the persona's page), instead of
+// net/http's bare text.
+func headRoom(maxHeaderBytes int) int { return 2 * maxHeaderBytes }
+
+// refuseLargeHead answers 431 for a head over --max-header-bytes; it
+// reports whether it did.
+func (s *Server) refuseLargeHead(w http.ResponseWriter, r *http.Request, info connInfo, size int) bool {
+	if size <= s.opts.MaxHeaderBytes {
+		return false
+	}
+	w.Header().Set("Connection", "close")
+	s.refuse(w, r, info, &proxyError{Status: http.StatusRequestHeaderFieldsTooLarge, ProxyStatus: "http_request_error", Rule: "max-header-bytes",
+		Message: fmt.Sprintf("hopscope refuses a request head of %d bytes: the limit is %d (--max-header-bytes)", size, s.opts.MaxHeaderBytes)})
+	return true
 }

@@ -12,17 +12,20 @@ func TestHeadTapFraming(t *testing.T) {
 	tap := &headTap{limit: 1 << 10}
 	tap.feed([]byte("POST /a HTTP/1.1\r\nA-b: 1\r\nContent-Length: 4\r\n\r\nbodyGET /b HTTP/1.1\r\nc-D: 2\r\n"))
 	tap.feed([]byte("\r\nPOST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nGET /d HTTP/1.1\r\n\r\n"))
-	for _, want := range []struct{ method, target, names string }{
-		{"POST", "/a", "A-b,Content-Length"},
-		{"GET", "/b", "c-D"},
-		{"POST", "/c", "Transfer-Encoding"},
+	for _, want := range []struct {
+		method, target, names string
+		size                  int
+	}{
+		{"POST", "/a", "A-b,Content-Length", 47},
+		{"GET", "/b", "c-D", 27},
+		{"POST", "/c", "Transfer-Encoding", 48},
 	} {
-		names := tap.claim(&http.Request{Method: want.method, RequestURI: want.target})
-		if strings.Join(names, ",") != want.names {
-			t.Errorf("%s %s: names %q, want %q", want.method, want.target, names, want.names)
+		h := tap.claim(&http.Request{Method: want.method, RequestURI: want.target})
+		if strings.Join(h.names, ",") != want.names || h.size != want.size {
+			t.Errorf("%s %s: names %q in %d bytes, want %q in %d", want.method, want.target, h.names, h.size, want.names, want.size)
 		}
 	}
-	if names := tap.claim(&http.Request{Method: "GET", RequestURI: "/d"}); names != nil {
-		t.Errorf("after a chunked body the tap claimed %q; it cannot know where the next head starts", names)
+	if h := tap.claim(&http.Request{Method: "GET", RequestURI: "/d"}); h.names != nil {
+		t.Errorf("after a chunked body the tap claimed %q; it cannot know where the next head starts", h.names)
 	}
 }

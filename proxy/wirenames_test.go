@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/hopscope/hopscope/proxy"
 )
 
 // Header names reach the destination with the client's case and in the
@@ -92,5 +95,20 @@ func TestWebSocketHandshakeNamesKept(t *testing.T) {
 		if !slices.Contains(head, want) {
 			t.Errorf("the server's handshake lacks %q:\n%s", want, strings.Join(head, "\n"))
 		}
+	}
+}
+
+// A head over --max-header-bytes gets hopscope's own 431, which says
+// which limit it passed, and the connection is closed.
+func TestLargeHeadRefusedWithReason(t *testing.T) {
+	px := startProxy(t, &proxy.Options{MaxHeaderBytes: 4096})
+	resp, conn, br := px.rawRequest("GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\nX-Big: " + strings.Repeat("b", 5000) + "\r\n\r\n")
+	defer conn.Close()
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || !strings.Contains(body, "--max-header-bytes") {
+		t.Fatalf("%s %q; want 431 naming --max-header-bytes", resp.Status, body)
+	}
+	if _, err := br.ReadByte(); err == nil {
+		t.Error("the connection stayed open after the 431")
 	}
 }
