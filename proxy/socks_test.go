@@ -176,21 +176,7 @@ func TestSOCKS5Curl(t *testing.T) {
 // HTTPS through SOCKS5 is bumped with the local CA, like a CONNECT.
 func TestSOCKS5Bump(t *testing.T) {
 	w := newTLSWorld(t, policy.BumpRules{All: true}, hello("secret over socks"))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- w.px.srv.ServeSOCKS(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = w.px.srv.Shutdown(ctx)
-		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("ServeSOCKS: %v", err)
-		}
-	})
-	sx := &socksFixture{proxyFixture: w.px, socksAddr: ln.Addr().String()}
+	sx := &socksFixture{proxyFixture: w.px, socksAddr: serveSOCKSToo(t, w.px)}
 	c := sx.httpClient(t, nil, &tls.Config{RootCAs: w.clientCAs})
 	resp, err := c.Get(w.url("localhost", "/in"))
 	if err != nil {
@@ -206,6 +192,27 @@ func TestSOCKS5Bump(t *testing.T) {
 	if te := w.px.waitEvent("tunnel", nil); te.str("mode") != "bump" || te.str("sni") != "localhost" {
 		t.Errorf("tunnel event %v", te)
 	}
+}
+
+// serveSOCKSToo adds a SOCKS5 listener to a running proxy and returns its
+// address; it stops with the proxy.
+func serveSOCKSToo(t testing.TB, px *proxyFixture) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- px.srv.ServeSOCKS(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = px.srv.Shutdown(ctx)
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("ServeSOCKS: %v", err)
+		}
+	})
+	return ln.Addr().String()
 }
 
 // RFC 1929 with the proxy's own users: right credentials pass, wrong ones
