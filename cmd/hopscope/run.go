@@ -101,6 +101,9 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	// the bus after the last exchange, and the log has written it all when
 	// Shutdown returns.
 	eventlog.Subscribe(srv.Flows(), logger, logOpts)
+	if web != nil {
+		web.observe(srv.Flows())
+	}
 	if flows != nil {
 		flows.Attach(srv.Flows())
 	}

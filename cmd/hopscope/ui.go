@@ -2,16 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/hopscope/hopscope/config"
+	"github.com/hopscope/hopscope/flow"
+	"github.com/hopscope/hopscope/metrics"
 	"github.com/hopscope/hopscope/proxy"
 	"github.com/hopscope/hopscope/store"
 	"github.com/hopscope/hopscope/ui"
@@ -20,10 +26,12 @@ import (
 // webUI is the web UI (--ui): served on its own listener and, to local
 // clients, at the proxy's magic host.
 type webUI struct {
-	srv  *ui.Server
-	set  config.UISettings
-	http *http.Server
-	done chan error
+	srv *ui.Server
+	set config.UISettings
+	// metrics are served at /metrics on the UI's listener.
+	metrics *metrics.Metrics
+	http    *http.Server
+	done    chan error
 }
 
 // newWebUI makes the UI over the flow store and puts it at the proxy's
@@ -50,7 +58,50 @@ func newWebUI(cfg config.Config, st *store.Store, opts *proxy.Options, log zerol
 		return nil, err
 	}
 	opts.UI = srv
-	return &webUI{srv: srv, set: set}, nil
+	return &webUI{srv: srv, set: set, metrics: metrics.New()}, nil
+}
+
+// observe feeds the metrics from the proxy's flows; call it before the
+// proxy serves.
+func (w *webUI) observe(bus *flow.Bus) { w.metrics.Subscribe(bus) }
+
+// handler is the UI, with Prometheus metrics at /metrics. A scraper
+// carries no UI token, and the metrics hold counts rather than traffic,
+// so they are guarded as the listener is: --ui-auth when it is set, and
+// on a loopback listener a Host naming loopback (a DNS-rebinding guard).
+func (w *webUI) handler() http.Handler {
+	scrape := w.metrics.Handler()
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			w.srv.ServeHTTP(rw, r)
+			return
+		}
+		if w.set.Loopback && !loopbackHost(r.Host) {
+			http.Error(rw, "hopscope metrics: Host "+strconv.Quote(r.Host)+" does not name this loopback listener", http.StatusMisdirectedRequest)
+			return
+		}
+		if w.set.User != "" {
+			user, pass, ok := r.BasicAuth()
+			if !ok || subtle.ConstantTimeCompare([]byte(user), []byte(w.set.User))&subtle.ConstantTimeCompare([]byte(pass), []byte(w.set.Password)) != 1 {
+				rw.Header().Set("WWW-Authenticate", `Basic realm="hopscope metrics", charset="UTF-8"`)
+				http.Error(rw, "hopscope metrics: credentials required (--ui-auth)", http.StatusUnauthorized)
+				return
+			}
+		}
+		scrape.ServeHTTP(rw, r)
+	})
+}
+
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	addr, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && addr.Unmap().IsLoopback()
 }
 
 // start listens on --ui and says where the UI is, with its token: on the
@@ -60,7 +111,7 @@ func (w *webUI) start(log zerolog.Logger, logToFile bool, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listening on %s (--ui): %w", w.set.Addr, err)
 	}
-	w.http = &http.Server{Handler: w.srv, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	w.http = &http.Server{Handler: w.handler(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 	w.done = make(chan error, 1)
 	go func() { w.done <- w.http.Serve(ln) }()
 	addr := ln.Addr().(*net.TCPAddr)

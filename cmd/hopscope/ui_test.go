@@ -119,3 +119,62 @@ func TestRunRefusesAnOpenUI(t *testing.T) {
 		t.Fatalf("run: %v, want a refusal naming --ui-auth", err)
 	}
 }
+
+// --ui also serves Prometheus metrics at /metrics, without the UI's token
+// (scrapers have none), fed by the proxy's flows.
+func TestRunServesMetricsOnTheUIListener(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "counted")
+	}))
+	defer origin.Close()
+	logFile := filepath.Join(t.TempDir(), "events.log")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--log-file", logFile}, io.Discard, io.Discard)
+	}()
+	addr := waitListenAddr(t, logFile)
+	link, _ := waitEvent(t, logFile, "ui")["url"].(string)
+	u, err := url.Parse(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyTr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: addr})}
+	defer proxyTr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: proxyTr}).Get(origin.URL + "/one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+
+	const want = `hopscope_http_requests_total{code="200",decision="forwarded",method="GET"} 1`
+	scrapeURL := "http://" + u.Host + "/metrics"
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := http.Get(scrapeURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 && strings.Contains(string(body), want+"\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %d, no %q in\n%s", scrapeURL, resp.StatusCode, want, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	req, _ := http.NewRequest(http.MethodGet, scrapeURL, nil)
+	req.Host = "rebound.example"
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusMisdirectedRequest {
+		t.Errorf("a Host that is not loopback: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
+	}
+}
