@@ -47,7 +47,9 @@ func apiError(w http.ResponseWriter, status int, msg string) {
 
 // Summary is a row of the flow list.
 type Summary struct {
-	ID   uint64 `json:"id"`
+	// ID is a string in JSON: imported flows have IDs beyond 2^53, which
+	// JavaScript numbers cannot hold.
+	ID   uint64 `json:"id,string"`
 	Seq  uint64 `json:"seq"`
 	Type string `json:"type"` // http, bumped, tunnel, websocket, denied, fault
 	// Scheme is http, https, ws or wss; "" for tunnels and denials.
@@ -292,7 +294,7 @@ type Detail struct {
 	ResponseBody    *BodyInfo `json:"response_body,omitempty"`
 	AnsweredBy      string    `json:"answered_by,omitempty"`
 	FirstByte       float64   `json:"first_byte,omitempty"`
-	TunnelID        uint64    `json:"tunnel_id,omitempty"`
+	TunnelID        uint64    `json:"tunnel_id,omitempty,string"`
 	Records         any       `json:"records"`
 	Messages        any       `json:"message_counts,omitempty"`
 }
@@ -420,6 +422,11 @@ func (s *Server) getMessages(w http.ResponseWriter, r *http.Request) {
 	if n, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil && n > 0 {
 		limit = n
 	}
+	// tail=N: the newest N, so a session of a million messages opens at
+	// once; the page asks for the earlier ones when wanted.
+	if n, err := strconv.ParseInt(r.URL.Query().Get("tail"), 10, 64); err == nil && n > 0 && f.Messages.Total > n {
+		after = max(after, uint64(f.Messages.Total-n))
+	}
 	msgs, _ := s.opts.Source.Messages(f.ID, after, limit)
 	out := make([]MessageJSON, len(msgs))
 	for i := range msgs {
@@ -534,9 +541,14 @@ func (s *Server) exportHAR(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusNotImplemented, "HAR export is not available in this build")
 		return
 	}
+	q := r.URL.Query().Get("q")
+	if _, err := s.opts.Source.Flows(q, 1); err != nil {
+		apiError(w, http.StatusBadRequest, err.Error()) // before the download starts
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Disposition", `attachment; filename="hopscope-`+time.Now().Format("20060102-150405")+`.har"`)
-	if err := s.opts.HAR.Export(w, r.URL.Query().Get("q")); err != nil {
+	if err := s.opts.HAR.Export(w, q); err != nil {
 		s.opts.Log.Warn().Err(err).Str("event", "ui_har_export").Msg("HAR export failed")
 	}
 }

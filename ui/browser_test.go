@@ -339,4 +339,65 @@ func TestBrowserSeesItsOwnTrafficLive(t *testing.T) {
 	if !bytes.Contains([]byte(harText), []byte(`"_resourceType":"websocket"`)) {
 		t.Error("HAR has no websocket entry")
 	}
+
+	// Back to every flow: the gzip answer is shown decoded, and the
+	// request copies as curl.
+	evalTrue(t, uiTab, `(() => { const q = document.querySelector("#q"); q.value = ""; q.dispatchEvent(new Event("input")); return true; })()`)
+	dataRow := `[...document.querySelectorAll("#rows tr")].find(r => r.innerText.includes("/api/data"))`
+	eventually(t, uiTab, "the whole list again", dataRow+` !== undefined && document.querySelectorAll("#rows tr").length > 5`)
+	evalTrue(t, uiTab, dataRow+`.click() || true`)
+	eventually(t, uiTab, "the response tab", `document.querySelector('#tabs button[data-tab="response"]') !== null`)
+	evalTrue(t, uiTab, `document.querySelector('#tabs button[data-tab="response"]').click() || true`)
+	eventually(t, uiTab, "the body decoded from gzip", `(() => { const b = document.querySelector("#tab-body"); return b.innerText.includes('"unread": 3') && b.innerText.includes("decoded from gzip"); })()`)
+	curl, err := chromedp.Run(uiTab, chromedp.Evaluate[string](`curlFor(state.detail)`, chromedp.EvalAwaitPromise))
+	if err != nil || !strings.HasPrefix(curl, "curl '"+w.plain.URL+"/api/data'") || strings.Contains(strings.ToLower(curl), "proxy-connection") {
+		t.Errorf("copy as curl: %q %v", curl, err)
+	}
+
+	// Paused, the list holds still and counts what it missed.
+	evalTrue(t, uiTab, `document.querySelector("#pause").click() || true`)
+	w.get(t, w.plain.URL+"/api/data?while-paused")
+	eventually(t, uiTab, "paused, counting", `/\d+ new/.test(document.querySelector("#live").innerText)`)
+	if n, _ := chromedp.Run(uiTab, chromedp.Evaluate[int](`[...document.querySelectorAll("#rows tr")].filter(r => r.innerText.includes("while-paused")).length`)); n != 0 {
+		t.Error("a flow appeared while the view was paused")
+	}
+	evalTrue(t, uiTab, `document.querySelector("#pause").click() || true`)
+	eventually(t, uiTab, "resumed", `[...document.querySelectorAll("#rows tr")].some(r => r.innerText.includes("while-paused"))`)
+
+	// Clear empties the store; importing the HAR brings the sessions back,
+	// messages and all.
+	evalTrue(t, uiTab, `document.querySelector("#clear").click() || true`)
+	eventually(t, uiTab, "cleared", `document.querySelectorAll("#rows tr").length === 0`)
+	if n := w.st.Stats().Flows; n != 0 {
+		t.Errorf("after Clear the store holds %d flows", n)
+	}
+	harFile := filepath.Join(t.TempDir(), "flows.har")
+	if err := os.WriteFile(harFile, []byte(harText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	do(t, uiTab, "importing the HAR", chromedp.SetUploadFiles(chromedp.CSS("#harfile"), []string{harFile}))
+	eventually(t, uiTab, "imported sessions", `document.querySelectorAll("#rows .badge.t-websocket").length === 3`)
+	eventually(t, uiTab, "the wss row again", wssRow+` !== undefined`)
+	evalTrue(t, uiTab, wssRow+`.click() || true`)
+	eventually(t, uiTab, "imported messages", `(() => { const l = document.querySelector(".ws-list"); return l && l.innerText.includes("echo: `+wssNeedle+`"); })()`)
+}
+
+func evalTrue(t *testing.T, ctx context.Context, expr string) {
+	t.Helper()
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr)); err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+}
+
+// get fetches u through the proxy.
+func (w *world) get(t *testing.T, u string) {
+	t.Helper()
+	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: w.proxyAddr})}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/hopscope/hopscope/flow"
@@ -114,12 +115,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 				if dirty[u.ID] && !flushFlows() {
 					return
 				}
-				if !send("message", map[string]any{"flow": uint64(u.ID), "message": messageJSON(u.Message)}) {
+				if !send("message", map[string]any{"flow": strconv.FormatUint(uint64(u.ID), 10), "message": messageJSON(u.Message)}) {
 					return
 				}
 			case UpdateEvict:
 				delete(dirty, u.ID)
-				if !send("evict", map[string]uint64{"id": uint64(u.ID)}) {
+				if !send("evict", map[string]string{"id": strconv.FormatUint(uint64(u.ID), 10)}) {
 					return
 				}
 			case UpdateClear:

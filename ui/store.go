@@ -152,25 +152,11 @@ type storeHAR struct {
 }
 
 func (h storeHAR) Export(w io.Writer, query string) error {
-	exports := h.st.Export()
-	if query != "" {
-		ids, err := matching(h.st, query, h.st.Stats().Flows+1)
-		if err != nil {
-			return err
-		}
-		keep := make(map[flow.ID]bool, len(ids))
-		for _, id := range ids {
-			keep[id] = true
-		}
-		kept := exports[:0]
-		for _, x := range exports {
-			if keep[x.Flow.ID] {
-				kept = append(kept, x)
-			}
-		}
-		exports = kept
+	f, err := store.ParseFilter(query)
+	if err != nil {
+		return err
 	}
-	return har.WriteExports(w, exports, h.st.Stats(), har.Options{Version: h.version})
+	return har.WriteExports(w, h.st.ExportFilter(f), h.st.Stats(), har.Options{Version: h.version})
 }
 
 func (h storeHAR) Import(r io.Reader) (int, error) {

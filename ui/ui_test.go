@@ -320,3 +320,28 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition not met in 5s")
 }
+
+// A long session opens at its newest messages; the rest are there to ask
+// for.
+func TestUIMessagesTail(t *testing.T) {
+	src := newFakeSource()
+	src.add(Flow{ID: 3, Session: &flow.WSSession{ID: 3, URL: "http://chat.test/"}})
+	for i := 0; i < 50; i++ {
+		src.addMessage(3, Message{From: "client", Type: "text", Opcode: 1, Payload: []byte("m" + strconv.Itoa(i+1)), Action: "pass"})
+	}
+	_, ts := newTestUI(t, src, Options{})
+	for _, tc := range []struct {
+		query      string
+		n          int
+		first, pre string
+	}{{"?tail=10", 10, "41", "m41"}, {"", 50, "1", "m1"}, {"?tail=100", 50, "1", "m1"}} {
+		_, body := get(t, http.DefaultClient, ts.URL+"/api/flows/3/messages"+tc.query, bearer())
+		var out struct{ Messages []MessageJSON }
+		if err := json.Unmarshal([]byte(body), &out); err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) != tc.n || strconv.FormatUint(out.Messages[0].Seq, 10) != tc.first || out.Messages[0].Preview != tc.pre {
+			t.Errorf("%q: %d messages from %+v", tc.query, len(out.Messages), out.Messages[0])
+		}
+	}
+}

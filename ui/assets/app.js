@@ -23,7 +23,7 @@ const el = (tag, attrs = {}, ...kids) => {
 };
 
 const state = {
-  flows: new Map(), // id -> summary
+  flows: new Map(), // id (a string: IDs pass 2^53) -> summary
   rows: new Map(), // id -> <tr>
   order: [], // ids, oldest first
   selected: null,
@@ -142,7 +142,7 @@ function insertRow(tr, s) {
   let next = null;
   for (let i = body.children.length - 1; i >= 0; i--) {
     const c = body.children[i];
-    const cs = state.flows.get(+c.dataset.id);
+    const cs = state.flows.get(c.dataset.id);
     if (cs && cs.seq > s.seq) next = c; else break;
   }
   body.insertBefore(tr, next);
@@ -552,6 +552,8 @@ async function curlFor(d) {
 }
 
 // ---------- WebSocket timeline ----------
+const wsTail = 2000; // messages fetched when a session opens
+const wsLiveCap = 5000; // messages the timeline holds while following
 function wsView(d) {
   const id = d.summary.id;
   const ws = {
@@ -586,15 +588,19 @@ function wsView(d) {
       el("label", { title: "Scroll to new messages as they arrive" }, follow, "Follow"),
       ws.counts),
     ws.list, ws.detail);
-  api(`/api/flows/${id}/messages`).then(async (r) => {
+  const load = (all) => api(`/api/flows/${id}/messages` + (all ? "" : `?tail=${wsTail}`)).then(async (r) => {
     const data = await r.json();
     if (state.ws !== ws) return;
+    const c = data.counts || {};
+    ws.earlier = Math.max(0, (c.Kept || 0) - data.messages.length);
+    ws.loadEarlier = () => load(true);
     const seen = new Set(ws.msgs.map((m) => m.seq));
     ws.msgs = data.messages.concat(ws.msgs.filter((m) => !data.messages.some((x) => x.seq === m.seq)));
     ws.msgs.sort((a, b) => a.seq - b.seq);
     void seen;
     wsRedraw();
   }).catch((e) => ws.tbody.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "error-box", text: e.message }))));
+  load(false);
   wsUpdateCounts();
   return view;
 }
@@ -620,6 +626,16 @@ function wsAppend(m) {
     if (ws.msgs.some((x) => x.seq === m.seq)) return;
   }
   ws.msgs.push(m);
+  if (ws.msgs.length > wsLiveCap) {
+    // A chatty session must not grow the page without bound: the oldest
+    // rows go, as they do in the store.
+    const gone = ws.msgs.splice(0, ws.msgs.length - wsLiveCap);
+    ws.earlier = (ws.earlier || 0) + gone.length;
+    for (const g of gone) {
+      const tr = ws.tbody.querySelector(`tr[data-seq="${g.seq}"]`);
+      if (tr) tr.remove();
+    }
+  }
   if (wsVisible(m)) {
     ws.tbody.append(wsRow(m));
     if (ws.follow) wsScroll();
@@ -656,6 +672,10 @@ function wsRedraw() {
     if (wsVisible(m)) rows.push(wsRow(m));
   }
   while (ei < evs.length) rows.push(wsEventRow(evs[ei++]));
+  if (ws.earlier > 0 && !ws.text) {
+    rows.unshift(el("tr", { class: "m-more" }, el("td", { colspan: 8 }, `${ws.earlier} earlier messages are kept but not shown. `,
+      el("button", { onclick: () => ws.loadEarlier() }, "Load them"))));
+  }
   ws.tbody.replaceChildren(...rows);
   if (ws.msgs.length === 0 && evs.length === 0) ws.tbody.append(el("tr", {}, el("td", { colspan: 8, class: "muted", text: "No messages yet — they appear here as they cross." })));
   if (ws.follow) wsScroll();
@@ -828,9 +848,9 @@ function setup() {
       const rows = Array.from($("#rows").children);
       if (!rows.length) return;
       e.preventDefault();
-      let i = rows.findIndex((r) => +r.dataset.id === state.selected);
+      let i = rows.findIndex((r) => r.dataset.id === state.selected);
       i = (e.key === "ArrowDown" || e.key === "j") ? Math.min(rows.length - 1, i + 1) : Math.max(0, i - 1);
-      select(+rows[i].dataset.id);
+      select(rows[i].dataset.id);
       rows[i].scrollIntoView({ block: "nearest" });
     }
   });
