@@ -201,6 +201,9 @@ func (l *Log) tunnel(t *flow.Tunnel) {
 		Str("host", t.Host).Uint16("port", t.Port).Str("mode", t.Mode).Int("status", t.Status).
 		Int64("bytes_up", t.BytesUp).Int64("bytes_down", t.BytesDown).
 		Float64("duration_ms", ms(t.Duration))
+	if t.Via != "" {
+		ev.Str("via", t.Via)
+	}
 	if t.Mode == "bump" {
 		ev.Str("sni", t.SNI).Str("tls_version", t.TLSVersion).Str("alpn", t.ALPN).Str("leaf", t.Leaf).Str("leaf_names", t.LeafNames)
 		if t.LeafNote != "" {

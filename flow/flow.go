@@ -175,6 +175,9 @@ type Tunnel struct {
 	// parent proxy's CONNECT), failed attempts included.
 	Dial  time.Duration
 	Error string
+	// Via is how the client asked for the tunnel: "" for an HTTP
+	// CONNECT, "socks5" for a SOCKS5 CONNECT.
+	Via string
 	// ErrorType is the RFC 9209 Proxy-Status error type of a tunnel that
 	// could not be opened ("connection_refused", "dns_error", ...).
 	ErrorType string

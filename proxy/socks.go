@@ -304,6 +304,8 @@ func (socksFront) failed(client net.Conn, pe *proxyError) error {
 	return socks5.WriteReply(client, socksReply(pe), netip.AddrPort{})
 }
 
+func (socksFront) via() string { return "socks5" }
+
 // socksReply maps the proxy's answer for a failed tunnel to the SOCKS5
 // reply that says the same. Timeouts are "TTL expired", as Tor answers
 // them: RFC 1928 has no closer code.

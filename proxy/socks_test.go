@@ -119,7 +119,7 @@ func TestSOCKS5GoClient(t *testing.T) {
 		echoThrough(t, conn)
 		conn.Close()
 		e := px.waitEvent("tunnel", func(e event) bool { return e.str("host") == target.host })
-		if e.str("mode") != "splice" || e.num("status") != 200 || e.num("bytes_up") != 4 || e.num("bytes_down") < 4 {
+		if e.str("mode") != "splice" || e.str("via") != "socks5" || e.num("status") != 200 || e.num("bytes_up") != 4 || e.num("bytes_down") < 4 {
 			t.Errorf("tunnel event for %s: %v", target.addr, e)
 		}
 	}

@@ -37,6 +37,8 @@ type tunnelFront interface {
 	// failed tells the client why there is no tunnel; the connection is
 	// closed after.
 	failed(client net.Conn, pe *proxyError) error
+	// via names the protocol in tunnel records: "" for HTTP CONNECT.
+	via() string
 }
 
 // connectFront answers an HTTP CONNECT.
@@ -62,6 +64,8 @@ func (f connectFront) failed(client net.Conn, pe *proxyError) error {
 	return pe.response(f.req, f.s.opts.Pseudonym).Write(client)
 }
 
+func (connectFront) via() string { return "" }
+
 // openTunnel owns the client connection of a tunnel the policy allowed,
 // whichever protocol asked for it; ctx carries the exchange (withExchange)
 // so that the dialer checks the resolved address, and must last until
@@ -79,7 +83,7 @@ func (s *Server) openTunnel(ctx context.Context, client net.Conn, target policy.
 	// The tunnel's ID is taken even when nobody observes (an atomic add),
 	// so the exchanges inside it always name their tunnel.
 	rec := &tunnelRecord{Tunnel: flow.Tunnel{ID: s.flows.NextID(), Client: info.flowClient(),
-		Host: target.Host, Port: target.Port, Mode: modeSplice, Start: start}}
+		Host: target.Host, Port: target.Port, Mode: modeSplice, Start: start, Via: front.via()}}
 
 	upstream, err := s.dialer.dialTunnel(ctx, target.Target())
 	rec.Dial = time.Since(start)
