@@ -60,6 +60,11 @@ type Options struct {
 	User, Password string
 	// Log takes the UI's diagnostics. The zero value logs nothing.
 	Log zerolog.Logger
+	// Intercept is the interception engine's API (intercept.Engine's
+	// Handler), served at /api/intercept/ behind the UI's guards; the
+	// page's interception controls (intercept.js) use it. nil: not served,
+	// and the controls stay hidden.
+	Intercept http.Handler
 }
 
 // Server serves the UI. It is an http.Handler.
@@ -103,6 +108,9 @@ func New(opts Options) (*Server, error) {
 	s.files = http.FileServerFS(static)
 	s.mux = http.NewServeMux()
 	s.routes()
+	if opts.Intercept != nil {
+		s.mux.Handle("/api/intercept/", http.StripPrefix("/api/intercept", opts.Intercept))
+	}
 	return s, nil
 }
 

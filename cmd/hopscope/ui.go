@@ -45,7 +45,14 @@ func newWebUI(cfg config.Config, st *store.Store, opts *proxy.Options, log zerol
 	if host, _, err := net.SplitHostPort(set.Addr); err == nil && net.ParseIP(host) == nil && host != "" {
 		hosts = append(hosts, host)
 	}
+	// The interception engine (--intercept), when it runs, has its API
+	// in the UI.
+	var interceptAPI http.Handler
+	if api, ok := opts.Interceptor.(interface{ Handler() http.Handler }); ok {
+		interceptAPI = api.Handler()
+	}
 	srv, err := ui.New(ui.Options{
+		Intercept: interceptAPI,
 		Source:    ui.StoreSource(st),
 		HAR:       ui.StoreHAR(st, version()),
 		Hosts:     hosts,
