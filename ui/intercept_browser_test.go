@@ -1,0 +1,107 @@
+package ui
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/rs/zerolog"
+
+	"github.com/hopscope/hopscope/certs"
+	"github.com/hopscope/hopscope/intercept"
+	"github.com/hopscope/hopscope/mitm"
+	"github.com/hopscope/hopscope/policy"
+	"github.com/hopscope/hopscope/proxy"
+	"github.com/hopscope/hopscope/store"
+)
+
+// chatPage sends one message on a ws:// session and puts what comes back
+// in its title.
+const chatPage = `<!doctype html><title>waiting</title><body>
+<script>
+const ws = new WebSocket("ws://127.0.0.1:PLAIN/echo");
+ws.onopen = () => ws.send("please pause me");
+ws.onmessage = (e) => { document.title = "got: " + e.data; ws.close(1000, "done"); };
+ws.onerror = () => { document.title = "failed"; };
+</script>`
+
+// A person pauses a page's WebSocket message in the UI, edits it and
+// forwards it; the page receives the server's answer to the edited text.
+func TestBrowserEditsAPausedMessage(t *testing.T) {
+	chromiumPath(t)
+	engine, err := intercept.New(intercept.Options{Timeout: 30 * time.Second, Breakpoints: []intercept.BreakpointSpec{
+		{Name: "pause-me", Match: policy.WSMatchSpec{From: "client", Contains: "pause me"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/echo", echo)
+	mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
+		_, port, _ := net.SplitHostPort(r.Host)
+		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(rw, strings.ReplaceAll(chatPage, "PLAIN", port))
+	})
+	origin := httptest.NewServer(mux)
+	defer origin.Close()
+
+	st := store.New(store.Options{})
+	web, err := New(Options{Source: StoreSource(st), HAR: StoreHAR(st, "test"), Hosts: []string{"hopscope.ui"}, Intercept: engine.Handler()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _, err := certs.LoadOrCreate(filepath.Join(t.TempDir(), "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := policy.New()
+	pol.ConnectPorts = policy.MustParsePortSet("*")
+	srv, err := proxy.New(&proxy.Options{Policy: pol, CA: ca, Issuer: mitm.NewIssuer(ca, mitm.IssuerOptions{}),
+		UpstreamTLS: &tls.Config{}, UI: web, Interceptor: engine}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Attach(srv.Flows())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer func() {
+		web.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("proxy shutdown: %v", err)
+		}
+		<-served
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	browser := startBrowser(t, ctx, browserOptions{Proxy: ln.Addr().String()})
+	pageTab := browser
+	uiTab := newTab(t, browser)
+	do(t, uiTab, "opening the UI", chromedp.Navigate(web.URL("http://hopscope.ui")))
+	eventually(t, uiTab, "the UI is live", `document.querySelector("#live").classList.contains("on")`)
+	eventually(t, uiTab, "the interception controls are there", `(() => { const e = document.querySelector("#ix-toggle"); return !!e && !e.hidden; })()`)
+
+	do(t, pageTab, "opening the chat page", chromedp.Navigate(origin.URL+"/"))
+	eventually(t, uiTab, "the message is paused in the UI", `(() => { const c = document.querySelector(".ix-card"); return !!c && c.querySelector(".ix-body").value === "please pause me"; })()`)
+	eventually(t, uiTab, "the countdown runs", `/^\d+s left$/.test((document.querySelector(".ix-countdown") || {}).textContent)`)
+	screenshot(t, uiTab, "intercept-paused")
+	do(t, uiTab, "editing the message",
+		chromedp.SetValue(".ix-card .ix-body", "edited in the UI"),
+		chromedp.Click(".ix-card .ix-edit"))
+	eventually(t, pageTab, "the page receives the answer to the edited text", `document.title === "got: echo: edited in the UI"`)
+	eventually(t, uiTab, "the card is gone", `!document.querySelector(".ix-card")`)
+}
