@@ -28,10 +28,8 @@ import (
 // so the list stays true.
 var known = map[string]map[string]string{
 	"squid": {
-		"post-chunked":     bodyStreamed,
-		"trailer-header":   bodyStreamed,
-		"bad-request-line": netHTTPAnswers,
-		"url-with-space":   "net/http refuses a space in the request target with its own 400; squid strips it and forwards",
+		"post-chunked":   bodyStreamed,
+		"trailer-header": bodyStreamed,
 	},
 	"tinyproxy": {
 		"max-forwards-options-0": maxForwardsRFC,
@@ -40,8 +38,6 @@ var known = map[string]map[string]string{
 		"post-chunked":           "a chunked body goes through http.Transport, which writes field names canonical and sorted, and hopscope says Connection: close after a chunked request (smuggling defence)",
 		"post-expect-continue":   "tinyproxy relays the origin's 100 Continue as its answer and the real answer as body bytes (no Via, connection left open); hopscope answers 100 and then the real answer",
 		"trailer-header":         "tinyproxy never answers a chunked body with trailers (it forwards Trailer, drops the trailer section and waits); hopscope passes body and trailers",
-		"bad-request-line":       netHTTPAnswers,
-		"url-with-space":         netHTTPAnswers,
 	},
 	"squid-auth":     {},
 	"tinyproxy-auth": {},
@@ -50,7 +46,6 @@ var known = map[string]map[string]string{
 // The reasons shared by several deliberate differences.
 const (
 	bodyStreamed   = "squid buffers a small chunked body and sends it with Content-Length; hopscope never holds a whole body, streams it chunked through http.Transport (canonical, sorted names) and closes the client connection after a chunked request (smuggling defence)"
-	netHTTPAnswers = "net/http's server answers a malformed request line or an oversized head itself, before hopscope sees the request"
 	maxForwardsRFC = "hopscope answers OPTIONS and TRACE with Max-Forwards: 0 and decrements larger values in every profile (RFC 9110 section 7.6.2); tinyproxy 1.11.1 ignores Max-Forwards"
 )
 

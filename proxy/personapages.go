@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"html"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +51,8 @@ func squidError(r *http.Request, pe *proxyError) (int, string, bool) {
 		return http.StatusProxyAuthRequired, "ERR_CACHE_ACCESS_DENIED 0", true
 	case pe.Rule == "origin-form":
 		return http.StatusBadRequest, "ERR_INVALID_URL 0", true
+	case pe.Rule == "request-line":
+		return http.StatusBadRequest, "ERR_PROTOCOL_UNKNOWN 0", true
 	case pe.Rule == "max-forwards":
 		return http.StatusNotImplemented, "ERR_UNSUP_REQ 0", true
 	case pe.Rule == "max-header-bytes":
@@ -175,6 +179,8 @@ func (s *Server) tinyproxyAnswer(r *http.Request, pe *proxyError) (personaAnswer
 		cause, detail = "Proxy Authentication Required", "This proxy requires authentication."
 	case pe.Rule == "origin-form":
 		a.status, cause, detail = http.StatusBadRequest, "Bad Request", "Unknown URL type"
+	case pe.Rule == "request-line":
+		a.status, a.proto, cause, detail = http.StatusBadRequest, "HTTP/1.0", "Bad Request", "Request has an invalid format"
 	case pe.Status == http.StatusForbidden:
 		a.status, cause, detail = http.StatusForbidden, "Access denied", "The administrator of this proxy has not configured it to service requests from your host."
 	case pe.Status == http.StatusBadGateway || pe.Status == http.StatusGatewayTimeout:
@@ -318,4 +324,22 @@ func (s *Server) personaResponse(a personaAnswer, req *http.Request) *http.Respo
 // needsRaw reports whether net/http cannot write the answer as it is.
 func (a personaAnswer) needsRaw() bool {
 	return a.raw || a.silent || a.reason != http.StatusText(a.status) || a.proto != "HTTP/1.1"
+}
+
+// badLineAnswer is the persona's answer to a request line net/http cannot
+// parse, or nil to leave it to net/http's own 400.
+func (s *Server) badLineAnswer() func(local net.Addr) []byte {
+	if !s.opts.Persona.any() {
+		return nil
+	}
+	return func(local net.Addr) []byte {
+		r := (&http.Request{Method: "GET", URL: &url.URL{Scheme: "error", Opaque: "invalid-request"}, Header: http.Header{}}).
+			WithContext(context.WithValue(context.Background(), http.LocalAddrContextKey, local))
+		a, ok := s.personaPage(r, &proxyError{Status: http.StatusBadRequest, ProxyStatus: "http_request_error", Rule: "request-line",
+			Message: "the request line is not METHOD TARGET HTTP/1.x"})
+		if !ok {
+			return []byte("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+		}
+		return a.bytes()
+	}
 }

@@ -146,7 +146,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		fingerprint = s.opts.CA.Fingerprint()
 	}
 	s.logListen(ln.Addr().String(), s.opts.Policy.Summary(), s.opts.UpstreamTLS.InsecureSkipVerify, redactedURL(s.opts.UpstreamProxy), fingerprint)
-	return s.http.Serve(headTapListener{Listener: ln, limit: headRoom(s.opts.MaxHeaderBytes)})
+	return s.http.Serve(headTapListener{Listener: ln, limit: headRoom(s.opts.MaxHeaderBytes), badLine: s.badLineAnswer(), stripSpaces: s.opts.Persona.Squid})
 }
 
 func redactedURL(u *url.URL) string {

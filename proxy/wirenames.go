@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -31,6 +32,14 @@ import (
 type headTap struct {
 	net.Conn
 	limit int
+	// badLine, when set, is the persona's answer to a first request line
+	// net/http would refuse with its own bare 400; nil leaves it to
+	// net/http.
+	badLine func(local net.Addr) []byte
+	// stripSpaces removes spaces inside a first request line's target,
+	// as squid's relaxed parser does, instead of refusing it.
+	stripSpaces bool
+	seen        bool // a head was seen: later bad lines are net/http's
 
 	mu    sync.Mutex
 	buf   []byte   // the start of a head not yet complete
@@ -51,9 +60,71 @@ func newHeadTap(c net.Conn, limit int) *headTap { return &headTap{Conn: c, limit
 func (t *headTap) Read(p []byte) (int, error) {
 	n, err := t.Conn.Read(p)
 	if n > 0 {
+		if t.badLine != nil && !t.seen {
+			var answered bool
+			if n, answered = t.firstLine(p, n); answered {
+				return 0, io.EOF
+			}
+		}
 		t.feed(p[:n])
 	}
 	return n, err
+}
+
+// firstLine looks at the first request line of a connection when this
+// read, p[:n], completes it. One net/http cannot parse gets the persona's
+// 400 (squid and tinyproxy send pages of their own) and the connection is
+// closed, so net/http sees its end; under squid, spaces inside the target
+// are removed first, as squid does. Only the first request: nothing else
+// is written on the connection yet. It returns the bytes now in p.
+func (t *headTap) firstLine(p []byte, n int) (int, bool) {
+	t.mu.Lock()
+	pending := len(t.buf)
+	data := append(t.buf[:pending:pending], p[:n]...)
+	t.mu.Unlock()
+	line, _, complete := bytes.Cut(data, []byte("\n"))
+	if !complete {
+		return n, false
+	}
+	t.seen = true
+	text := strings.TrimSuffix(string(line), "\r")
+	if parsableRequestLine(text) {
+		return n, false
+	}
+	if fixed, ok := stripTargetSpaces(text); ok && t.stripSpaces && pending == 0 {
+		// The whole line is in this read: rewrite it there, shorter.
+		if strings.HasSuffix(string(line), "\r") {
+			fixed += "\r"
+		}
+		rest := append([]byte(fixed), p[len(line):n]...)
+		return copy(p, rest), false
+	}
+	_, _ = t.Conn.Write(t.badLine(t.Conn.LocalAddr()))
+	closeWrite(t.Conn)
+	return 0, true
+}
+
+// stripTargetSpaces joins a target that contains spaces: "GET /a b
+// HTTP/1.1" becomes "GET /ab HTTP/1.1".
+func stripTargetSpaces(line string) (string, bool) {
+	fields := strings.Split(line, " ")
+	if len(fields) < 4 {
+		return "", false
+	}
+	fixed := fields[0] + " " + strings.Join(fields[1:len(fields)-1], "") + " " + fields[len(fields)-1]
+	return fixed, parsableRequestLine(fixed)
+}
+
+// parsableRequestLine is net/http's test of a request line: method,
+// target and an HTTP version, split by single spaces.
+func parsableRequestLine(line string) bool {
+	method, rest, ok1 := strings.Cut(line, " ")
+	target, proto, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || method == "" || target == "" {
+		return false
+	}
+	_, _, ok := http.ParseHTTPVersion(proto)
+	return ok
 }
 
 // CloseWrite passes a half-close on, for tunnels on a hijacked connection.
@@ -159,7 +230,9 @@ func parseTappedHead(head []byte) (tapped, int64, bool) {
 // headTapListener wraps every accepted connection in a headTap.
 type headTapListener struct {
 	net.Listener
-	limit int
+	limit       int
+	badLine     func(local net.Addr) []byte
+	stripSpaces bool
 }
 
 func (l headTapListener) Accept() (net.Conn, error) {
@@ -167,7 +240,9 @@ func (l headTapListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newHeadTap(c, l.limit), nil
+	t := newHeadTap(c, l.limit)
+	t.badLine, t.stripSpaces = l.badLine, l.stripSpaces
+	return t, nil
 }
 
 type wireNamesKey struct{}

@@ -29,3 +29,21 @@ func TestHeadTapFraming(t *testing.T) {
 		t.Errorf("after a chunked body the tap claimed %q; it cannot know where the next head starts", h.names)
 	}
 }
+
+func TestStripTargetSpaces(t *testing.T) {
+	for _, tc := range []struct {
+		line, want string
+		ok         bool
+	}{
+		{"GET http://a/b c HTTP/1.1", "GET http://a/bc HTTP/1.1", true},
+		{"GET /a b  c HTTP/1.0", "GET /abc HTTP/1.0", true},
+		{"GET /a HTTP/1.1", "", false},
+		{"GARBAGE", "", false},
+		{"GET /a b NOTHTTP", "", false},
+	} {
+		got, ok := stripTargetSpaces(tc.line)
+		if ok != tc.ok || (ok && got != tc.want) {
+			t.Errorf("stripTargetSpaces(%q) = %q, %v; want %q, %v", tc.line, got, ok, tc.want, tc.ok)
+		}
+	}
+}
