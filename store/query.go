@@ -118,13 +118,17 @@ type MessageQuery struct {
 	FromSeq uint64
 	// Limit is the page size; default 200, at most 5,000.
 	Limit int
+	// Newest returns the newest Limit matching messages (from FromSeq
+	// on) instead of the oldest: a long session opens at its end. More
+	// then says older ones match too.
+	Newest bool
 }
 
 // MessagePage is a page of a session's messages, oldest first.
 type MessagePage struct {
 	Messages []Message `json:"messages"`
-	// More is set when more messages match after the page; NextSeq is
-	// where the next page starts.
+	// More is set when more messages match after the page (before it,
+	// for Newest); NextSeq is where the next page starts.
 	More    bool   `json:"more"`
 	NextSeq uint64 `json:"next_seq,omitempty"`
 	// Kept counts the messages held for the flow; Evicted those the byte
@@ -206,6 +210,21 @@ func (s *Store) Messages(id flow.ID, q MessageQuery) (page MessagePage, ok bool,
 		} else {
 			hi = mid
 		}
+	}
+	if q.Newest {
+		for i := len(kept) - 1; i >= lo; i-- {
+			m := kept[i]
+			if !q.match(m, text) {
+				continue
+			}
+			if len(page.Messages) == limit {
+				page.More = true
+				break
+			}
+			page.Messages = append(page.Messages, *m)
+		}
+		slices.Reverse(page.Messages)
+		return page, true, nil
 	}
 	for i := lo; i < len(kept); i++ {
 		m := kept[i]

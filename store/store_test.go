@@ -346,6 +346,9 @@ func TestMessageQuery(t *testing.T) {
 		{MessageQuery{Action: "drop"}, []uint64{6}},
 		{MessageQuery{FromSeq: 4}, []uint64{4, 5, 6}},
 		{MessageQuery{FromSeq: 2, Limit: 2}, []uint64{2, 3}},
+		{MessageQuery{Newest: true, Limit: 2}, []uint64{5, 6}},
+		{MessageQuery{Newest: true, Limit: 2, From: "client"}, []uint64{3, 6}},
+		{MessageQuery{Newest: true, Limit: 10, FromSeq: 5}, []uint64{5, 6}},
 	}
 	for _, tt := range tests {
 		if got := seqs(tt.q); !reflect.DeepEqual(got, tt.want) {
@@ -355,6 +358,9 @@ func TestMessageQuery(t *testing.T) {
 	p, _, _ := st.Messages(ws.ex.ID, MessageQuery{Limit: 2})
 	if !p.More || p.NextSeq != 3 {
 		t.Errorf("page of 2: more=%v next=%d", p.More, p.NextSeq)
+	}
+	if p, _, _ := st.Messages(ws.ex.ID, MessageQuery{Newest: true, Limit: 2}); !p.More {
+		t.Error("the newest 2 of 6 do not say older ones match")
 	}
 	if _, _, err := st.Messages(ws.ex.ID, MessageQuery{From: "both"}); err == nil {
 		t.Error("a bad direction was accepted")
