@@ -353,9 +353,7 @@ func (d *wsDirection) failed(err error) error {
 	// would cost an allocation per chunk.
 	var v *wsframe.Violation
 	if !errors.As(err, &v) {
-		if ferr := d.flush(); ferr != nil && errors.Is(err, errClosedByProxy) {
-			return ferr
-		}
+		_ = d.flush() // the valid bytes before a rule's close still go out
 		return err
 	}
 	if v.InFrame && !d.ctrl && d.frameOff >= 0 && d.segLive {

@@ -71,6 +71,7 @@ func TestSoak(t *testing.T) {
 		return conn, nil
 	}}
 
+	baseline := procFDs(pid)
 	ctx, cancel := context.WithTimeout(context.Background(), *soakDuration)
 	defer cancel()
 	var messages, failures atomic.Int64
@@ -126,6 +127,13 @@ func TestSoak(t *testing.T) {
 	}
 	tick.Stop()
 	wg.Wait()
+	// Every WebSocket is closed: the proxy must give back its descriptors.
+	for deadline := time.Now().Add(10 * time.Second); procFDs(pid) > baseline; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("the proxy holds %d descriptors after every WebSocket closed, %d before", procFDs(pid), baseline)
+			break
+		}
+	}
 	sample()
 	t.Logf("soak: %d WebSockets for %s through hopscope (pid %d)\n%s", *soakConns, *soakDuration, pid, strings.Join(table, "\n"))
 	if failures.Load() > 0 {
