@@ -69,6 +69,8 @@ type Summary struct {
 	Faults   int    `json:"faults,omitempty"`
 	Messages int64  `json:"messages,omitempty"`
 	Client   string `json:"client,omitempty"`
+	// Tunnel is the tunnel an exchange or session rode in.
+	Tunnel uint64 `json:"tunnel,omitempty,string"`
 }
 
 func ms(t time.Time) float64 {
@@ -106,6 +108,7 @@ func summarize(f *Flow) Summary {
 			sum.ContentType = ct
 		}
 		sum.Error = ex.Error
+		sum.Tunnel = uint64(ex.Tunnel)
 		if ex.AnsweredBy == "proxy" && ex.Error == "" && f.Denial == nil {
 			sum.Note = "answered by hopscope"
 		}
@@ -164,6 +167,9 @@ func summarize(f *Flow) Summary {
 		}
 		if sum.Start == 0 {
 			sum.Start = ms(ss.Start)
+		}
+		if sum.Tunnel == 0 {
+			sum.Tunnel = uint64(ss.Tunnel)
 		}
 		sum.Size = ss.ClientBytes + ss.ServerBytes
 		sum.Duration = durMS(ss.Duration)

@@ -74,6 +74,9 @@ func TestBrowserRendersEveryKindOfFlow(t *testing.T) {
 	eventually(t, tab, "the timeline", `document.querySelectorAll(".ws-list tr[data-seq]").length === 9`)
 	eventually(t, tab, "arrows both ways", `document.querySelectorAll(".ws-list td.dir-client").length === 5 && document.querySelectorAll(".ws-list td.dir-server").length === 4`)
 	eventually(t, tab, "marks", `["dropped","rewritten"].every(a => document.querySelector(".ws-list").innerText.toLowerCase().includes(a)) && document.querySelector(".ws-list").innerText.includes("1000 “bye”") && document.querySelector(".ws-list").innerText.includes("fault ws-drop")`)
+	// The timeline follows the session live.
+	src.addMessage(6, Message{Time: time.Now(), From: "server", Type: "text", Opcode: 1, Len: 9, WireLen: 11, PayloadLen: 9, Fragments: 1, Action: "pass", Payload: []byte("live news")})
+	eventually(t, tab, "a message arriving live", `document.querySelectorAll(".ws-list tr[data-seq]").length === 10 && document.querySelector(".ws-list tbody tr:last-child").innerText.includes("live news")`)
 	eventually(t, tab, "compressed size", `document.querySelector(".ws-list").innerText.includes("deflate 24 B")`)
 	eventually(t, tab, "fragments", `document.querySelector(".ws-list .frag").innerText === "×3"`)
 	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`.ws-list tr[data-seq="2"]`))); err != nil {
@@ -85,10 +88,17 @@ func TestBrowserRendersEveryKindOfFlow(t *testing.T) {
 	if err := chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS(`.ws-bar input[type=search]`), "hello")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, tab, "filter within the session", `document.querySelectorAll(".ws-list tr[data-seq]").length === 1`)
+	eventually(t, tab, "filter within the session", `document.querySelectorAll(".ws-list tr[data-seq]").length === 1 && document.querySelector(".ws-list .hl").innerText === "hello"`)
 	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#rows tr[data-id="1"]`))); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, tab, "hop-by-hop marks", `document.querySelectorAll("#tab-body tr.hop").length === 3`)
 	screenshot(t, tab, "ui-headers")
+	// A bumped tunnel lists what was read inside it, one click away.
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#rows tr[data-id="2"]`))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, tab, "the tunnel's exchanges", `document.querySelector("#tab-body").textContent.includes("Inside this tunnel") && document.querySelector("#tab-body a.flow-link") !== null`)
+	evalTrue(t, tab, `document.querySelector("#tab-body a.flow-link").click() || true`)
+	eventually(t, tab, "the exchange inside", `document.querySelector("#d-url").innerText === "https://shop.test/cart?item=7" && document.querySelector("#tab-body a.flow-link").innerText.includes("CONNECT")`)
 }

@@ -279,7 +279,7 @@ async function loadDetail(first) {
   $("#d-url").textContent = d.url || s.host + s.path;
   $("#d-url").title = d.url || s.host;
   $("#curl").hidden = !d.request_headers;
-  const tabs = [["headers", "Headers"]];
+  const tabs = [["headers", d.request_headers ? "Headers" : "Overview"]];
   if (d.request_headers) tabs.push(["request", "Request"], ["response", "Response"]);
   if (s.type === "websocket" || (d.records && d.records.session)) tabs.push(["messages", "Messages", s.messages]);
   tabs.push(["timing", "Timing"], ["record", "Record"]);
@@ -333,6 +333,13 @@ function renderTab() {
   }
 }
 
+// flowLink opens another flow (a tunnel, an exchange inside one).
+function flowLink(id, label) {
+  const f = state.flows.get(id);
+  return el("a", { href: "#", class: "flow-link", onclick: (e) => { e.preventDefault(); select(id); } },
+    label || (f ? `#${f.seq} ${f.method} ${f.host}` : `flow ${id}`));
+}
+
 function kvTable(rows) {
   return el("table", { class: "kv" }, rows.filter((r) => r && r[1] !== undefined && r[1] !== null && r[1] !== "").map(([k, v]) =>
     el("tr", {}, el("td", { text: k }), el("td", {}, v instanceof Node ? v : String(v)))));
@@ -373,9 +380,18 @@ function headersTab(d) {
     ["Started", s.start ? new Date(s.start).toLocaleString() + " (" + clock(s.start) + ")" : ""],
     ["Duration", s.duration ? dur(s.duration) : ""],
     ["Response size", s.size >= 0 && d.request_headers ? size(s.size) : ""],
-    ["Flow", `#${s.seq} (id ${s.id})` + (d.tunnel_id ? `, inside tunnel ${d.tunnel_id}` : "")],
+    ["Flow", `#${s.seq} (id ${s.id})`],
+    ["Inside tunnel", d.tunnel_id ? flowLink(d.tunnel_id) : ""],
   ];
   out.push(section("General", "", kvTable(gen)));
+  if (s.type === "tunnel") {
+    const inner = [...state.flows.values()].filter((f) => f.tunnel === s.id);
+    if (inner.length) {
+      out.push(section("Inside this tunnel", `${inner.length} flow${inner.length === 1 ? "" : "s"}`,
+        el("table", { class: "kv" }, inner.map((f) => el("tr", {}, el("td", {}, flowLink(f.id, `#${f.seq} ${f.method}`)),
+          el("td", { text: `${f.status || "…"} ${f.path || f.host}` }))))));
+    }
+  }
   if (r.tunnel) {
     const t = r.tunnel;
     out.push(section("Tunnel", t.Mode === "bump" ? "TLS opened with hopscope's CA" : t.Mode === "splice" ? "bytes copied blind" : "", kvTable([
