@@ -28,6 +28,8 @@ const (
 	EventWSMessage = "ws_message"
 	EventWSClose   = "ws_close"
 	EventWSError   = "ws_error"
+	// EventIntercept says what a person did at an HTTP breakpoint.
+	EventIntercept = "intercept"
 	// EventDropped says how many records the log missed because it could
 	// not keep up (its queue was full); traffic never waits for the log.
 	EventDropped = "events_dropped"
@@ -131,6 +133,8 @@ func (l *Log) Observe(batch []flow.Record) {
 			l.wsClose(r.Session)
 		case flow.KindWSViolation:
 			l.wsError(r.Violation)
+		case flow.KindIntercept:
+			l.intercept(r.Intercept)
 		}
 	}
 }
@@ -253,6 +257,14 @@ func (l *Log) wsOpen(s *flow.WSSession) {
 	ev.Send()
 }
 
+// intercept reports what happened at an HTTP breakpoint.
+func (l *Log) intercept(i *flow.Intercept) {
+	if ev := l.log.Info(); ev != nil {
+		ev.Str("event", EventIntercept).Uint64("flow", uint64(i.Exchange)).Str("stage", i.Stage).
+			Str("breakpoint", i.Breakpoint).Str("actor", i.Actor).Str("action", i.Action).Msg(i.Note)
+	}
+}
+
 func (l *Log) wsMessage(m *flow.WSMessage) {
 	if l.opts.WSLog == WSLogOff {
 		return
@@ -272,6 +284,9 @@ func (l *Log) wsMessage(m *flow.WSMessage) {
 	}
 	if m.Note != "" {
 		ev = ev.Str("note", m.Note)
+	}
+	if m.Actor != "" {
+		ev = ev.Str("actor", m.Actor)
 	}
 	if m.Opcode == flow.OpClose {
 		ev = ev.Uint16("code", m.CloseCode).Str("reason", m.CloseReason)

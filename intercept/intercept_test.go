@@ -1,6 +1,7 @@
 package intercept_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -513,4 +515,51 @@ func readTestFrame(r io.Reader) (ws.Frame, error) {
 	f := ws.Frame{Header: h, Payload: make([]byte, h.Length)}
 	_, err = io.ReadFull(r, f.Payload)
 	return f, err
+}
+
+// A session with an extension hopscope does not know refuses injection
+// with the reason, and the stream goes on untouched.
+func TestInjectRefusedForUnknownExtension(t *testing.T) {
+	engine, err := intercept.New(intercept.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		wg.Add(1)
+		defer wg.Done()
+		up := ws.HTTPUpgrader{Header: http.Header{"Sec-WebSocket-Extensions": {"x-custom-frames"}}}
+		conn, _, _, err := up.Upgrade(r, w)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = io.Copy(io.Discard, conn)
+	}))
+	defer func() {
+		origin.Close()
+		wg.Wait()
+	}()
+	px := proxytest.Start(t, proxytest.WithInterceptor(engine))
+	api := httptest.NewServer(engine.Handler())
+	defer api.Close()
+	w := &world{engine: engine, px: px, api: api}
+
+	conn, err := net.Dial("tcp", px.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET %s/x HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Extensions: x-custom-frames\r\n\r\n",
+		origin.URL, strings.TrimPrefix(origin.URL, "http://"))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	id := w.session(t)
+	var refusal map[string]string
+	w.call(t, "POST", fmt.Sprintf("/sessions/%d/inject", id), map[string]string{"to": "server", "text": "x"}, http.StatusConflict, &refusal)
+	if !strings.Contains(refusal["error"], "does not know (x-custom-frames)") {
+		t.Errorf("refusal %q", refusal["error"])
+	}
 }
