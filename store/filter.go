@@ -159,7 +159,7 @@ func (t *term) parseValue() error {
 		if t.text == "ws" {
 			t.text = string(TypeWebSocket)
 		}
-		for _, ty := range Types {
+		for _, ty := range Types() {
 			if string(ty) == t.text {
 				return nil
 			}
@@ -176,8 +176,9 @@ func (t *term) parseValue() error {
 }
 
 func typeList() string {
-	s := make([]string, len(Types))
-	for i, t := range Types {
+	types := Types()
+	s := make([]string, len(types))
+	for i, t := range types {
 		s[i] = string(t)
 	}
 	return strings.Join(s, ", ")

@@ -30,7 +30,9 @@ const (
 )
 
 // Types lists every Type, for help texts and validation.
-var Types = []Type{TypeHTTP, TypeTunnel, TypeBumped, TypeWebSocket, TypeDenied, TypeFault}
+func Types() []Type {
+	return []Type{TypeHTTP, TypeTunnel, TypeBumped, TypeWebSocket, TypeDenied, TypeFault}
+}
 
 // Summary is one line of the flow list.
 type Summary struct {
