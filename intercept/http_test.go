@@ -1,7 +1,6 @@
 package intercept_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"encoding/pem"
 	"io"
@@ -13,10 +12,8 @@ import (
 	"time"
 
 	"github.com/hopscope/hopscope/flow"
-	"github.com/hopscope/hopscope/har"
 	"github.com/hopscope/hopscope/intercept"
 	"github.com/hopscope/hopscope/proxy/proxytest"
-	"github.com/hopscope/hopscope/store"
 )
 
 // httpOrigin records what reached it and answers with the body it got.
@@ -152,16 +149,7 @@ func TestHTTPBreakpoints(t *testing.T) {
 			px.WaitFor(t, proxytest.IsExchange("GET", origin.URL+"/resp"), 5*time.Second)
 
 			// HAR shows each intercept under _hopscope.
-			st := store.New(store.Options{})
-			st.Observe(px.Flows())
-			var buf bytes.Buffer
-			if err := har.Write(&buf, st, har.Options{}); err != nil {
-				t.Fatal(err)
-			}
-			h, err := har.Read(&buf)
-			if err != nil {
-				t.Fatal(err)
-			}
+			h := harOf(t, px.Flows())
 			found := map[string]string{}
 			for _, e := range h.Log.Entries {
 				if e.X != nil {

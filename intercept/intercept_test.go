@@ -368,16 +368,7 @@ func ptr[T any](v T) *T { return &v }
 // injection are under _hopscope with their before and after.
 func checkHAR(t *testing.T, records []flow.Record) {
 	t.Helper()
-	st := store.New(store.Options{})
-	st.Observe(records)
-	var buf bytes.Buffer
-	if err := har.Write(&buf, st, har.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	h, err := har.Read(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := harOf(t, records)
 	seen := map[string]bool{}
 	for _, e := range h.Log.Entries {
 		if e.WebSocket == nil {
@@ -562,4 +553,20 @@ func TestInjectRefusedForUnknownExtension(t *testing.T) {
 	if !strings.Contains(refusal["error"], "does not know (x-custom-frames)") {
 		t.Errorf("refusal %q", refusal["error"])
 	}
+}
+
+// harOf is the HAR export of a flow store that saw records.
+func harOf(t *testing.T, records []flow.Record) *har.HAR {
+	t.Helper()
+	st := store.New(store.Options{})
+	st.Observe(records)
+	var buf bytes.Buffer
+	if err := har.Write(&buf, st, har.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := har.Read(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
