@@ -63,8 +63,8 @@ func (s *Server) servePAC(w http.ResponseWriter, r *http.Request) {
 	}
 	proxyAddr := reachedAs(r)
 	ret := "PROXY " + proxyAddr
-	if socks := s.socks.firstAddr(); socks.IsValid() {
-		ret += "; SOCKS5 " + socksAddrFor(socks, proxyAddr)
+	if socks, ok := socksAddrFor(s.socks.firstAddr(), proxyAddr); ok {
+		ret += "; SOCKS5 " + socks
 	}
 	rules, _ := json.Marshal(pacRules(s.opts.NoProxy))
 	ret, _ = marshalString(ret)
@@ -115,13 +115,29 @@ func validAuthority(s string) bool {
 
 // socksAddrFor names the SOCKS5 listener for a client that reached the
 // HTTP listener as proxyAddr: a listener on all addresses is reached by
-// the same host, one on a specific address by that address.
-func socksAddrFor(socks netip.AddrPort, proxyAddr string) string {
-	if socks.Addr().IsUnspecified() {
-		host, _, _ := net.SplitHostPort(proxyAddr)
-		return net.JoinHostPort(host, strconv.Itoa(int(socks.Port())))
+// the same host, one on a specific address by that address. A loopback
+// listener is left out for a client that came from elsewhere: it could
+// not reach it.
+func socksAddrFor(socks netip.AddrPort, proxyAddr string) (string, bool) {
+	if !socks.IsValid() {
+		return "", false
 	}
-	return socks.String()
+	host, _, _ := net.SplitHostPort(proxyAddr)
+	if socks.Addr().IsUnspecified() {
+		return net.JoinHostPort(host, strconv.Itoa(int(socks.Port()))), true
+	}
+	if socks.Addr().IsLoopback() && !isLoopbackName(host) {
+		return "", false
+	}
+	return socks.String(), true
+}
+
+func isLoopbackName(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	addr, err := netip.ParseAddr(host)
+	return err == nil && addr.Unmap().IsLoopback()
 }
 
 type pacData struct {

@@ -101,6 +101,13 @@ func TestPACFile(t *testing.T) {
 	if cc := resp.Header.Get("Cache-Control"); cc != "no-cache" {
 		t.Errorf("Cache-Control %q", cc)
 	}
+	// A client that reached the proxy by another name is not sent to a
+	// SOCKS5 listener on loopback, which it could not reach.
+	_, port, _ := net.SplitHostPort(px.addr)
+	remote, _ := fetchPAC(t, px.addr, "devbox.lan:"+port)
+	if got := newPACEngine(t, remote).proxyFor(t, "http://example.com/"); got != "PROXY devbox.lan:"+port {
+		t.Errorf("from elsewhere: %q", got)
+	}
 	e := newPACEngine(t, script)
 	_, socksPort, _ := net.SplitHostPort(px.socksAddr)
 	through := "PROXY " + px.addr + "; SOCKS5 127.0.0.1:" + socksPort

@@ -56,6 +56,16 @@ type setup struct {
 	pass        string
 	interceptor proxy.Interceptor
 	onBus       []func(*flow.Bus)
+	socks5      bool
+}
+
+// WithSOCKS5 serves SOCKS5 too, on another loopback port (SOCKS5Addr),
+// under the same policy and credentials, as --socks5 does.
+func WithSOCKS5() Option {
+	return func(s *setup) error {
+		s.socks5 = true
+		return nil
+	}
 }
 
 // WithBus calls subscribe with the proxy's flow bus before the proxy
@@ -149,12 +159,13 @@ func WithConfig(change func(*config.Config)) Option {
 
 // Server is a running proxy.
 type Server struct {
-	addr  string
-	ca    *certs.CA
-	pool  *x509.CertPool
-	user  string
-	pass  string
-	flows *flowLog
+	addr      string
+	socksAddr string
+	ca        *certs.CA
+	pool      *x509.CertPool
+	user      string
+	pass      string
+	flows     *flowLog
 }
 
 // Start runs a proxy on 127.0.0.1:0 until the test ends. Test servers
@@ -198,20 +209,37 @@ func Start(t TB, opts ...Option) *Server {
 	if err != nil {
 		t.Fatalf("proxytest: %v", err)
 	}
-	done := make(chan error, 1)
+	done := make(chan error, 2)
 	go func() { done <- srv.Serve(ln) }()
+	serving := 1
+	socksAddr := ""
+	if s.socks5 {
+		socksLn, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("proxytest: %v", err)
+		}
+		socksAddr = socksLn.Addr().String()
+		serving++
+		go func() { done <- srv.ServeSOCKS(socksLn) }()
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("proxytest: shutdown: %v", err)
 		}
-		<-done
+		for range serving {
+			<-done
+		}
 	})
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
-	return &Server{addr: ln.Addr().String(), ca: ca, pool: pool, user: s.user, pass: s.pass, flows: flows}
+	return &Server{addr: ln.Addr().String(), socksAddr: socksAddr, ca: ca, pool: pool, user: s.user, pass: s.pass, flows: flows}
 }
+
+// SOCKS5Addr is the SOCKS5 listener's host:port (WithSOCKS5), "" without.
+// Clients give it as socks5h://[user:pass@]ADDR.
+func (s *Server) SOCKS5Addr() string { return s.socksAddr }
 
 // Addr is the proxy's host:port.
 func (s *Server) Addr() string { return s.addr }
