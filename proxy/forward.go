@@ -29,7 +29,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, info connInfo) 
 	// Content-Length that net/http dropped before hopscope could see it,
 	// the smuggling pair; whatever the client meant by the bytes after the
 	// body, they are never read as a request of their own.
-	cw.closeAfter = chunked(r.TransferEncoding)
+	cw.closeAfter = r.ProtoMajor == 1 && chunked(r.TransferEncoding)
 	if ex := exchangeFrom(r.Context()); ex != nil {
 		ex.writer = cw
 	}
@@ -108,7 +108,9 @@ func (s *Server) finishForward(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 					pe.Status, pe.Rule = http.StatusRequestTimeout, "idle-timeout"
 					pe.Message = fmt.Sprintf("hopscope: the client sent no request body bytes for %s (--idle-timeout); the request was not completed to %s", s.opts.IdleTimeout, target.Target())
 				}
-				ex.writer.closeAfter = true
+				// On HTTP/2 the stream ends alone; Connection: close would
+				// shut the client's whole connection down.
+				ex.writer.closeAfter = ctx.Req.ProtoMajor == 1
 			}
 			ex.writer.upstreamErr, ex.writer.byProxy = pe, true
 			id = ex.writer.flow.id()
