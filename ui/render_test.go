@@ -68,6 +68,16 @@ func TestBrowserRendersEveryKindOfFlow(t *testing.T) {
 	eventually(t, tab, "six rows", `document.querySelectorAll("#rows tr").length === 6`)
 	eventually(t, tab, "badges", `["HTTP","TUNNEL","HTTPS","DENIED","WS"].every(b => [...document.querySelectorAll("#rows .badge")].some(e => e.innerText.toUpperCase() === b))`)
 	eventually(t, tab, "the denial's rule", `document.querySelector("#rows tr.denied").innerText.includes("connect-ports=443")`)
+	// What the page hides stays out of view: the detail pane until a flow
+	// is chosen, and the interception button when the engine is off (the
+	// fake source has none). A display rule must not beat the hidden
+	// attribute.
+	eventually(t, tab, "no detail pane before a flow is chosen", `getComputedStyle(document.querySelector("#detail")).display === "none" && getComputedStyle(document.querySelector("#splitter")).display === "none"`)
+	eventually(t, tab, "no Intercept button without the engine", `(() => { const b = document.querySelector("#ix-toggle"); return !!b && b.hidden && getComputedStyle(b).display === "none"; })()`)
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#rows tr[data-id="4"]`))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, tab, "no Copy as curl for a denied CONNECT", `getComputedStyle(document.querySelector("#detail")).display !== "none" && getComputedStyle(document.querySelector("#curl")).display === "none"`)
 	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#rows tr[data-id="6"]`))); err != nil {
 		t.Fatal(err)
 	}
