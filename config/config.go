@@ -59,6 +59,7 @@ type Config struct {
 	WSMaxMessage          byteSize      `yaml:"ws-max-message"`
 	Profile               []string      `yaml:"profile"`
 	Persona               string        `yaml:"persona"`
+	PersonaVersion        string        `yaml:"persona-version"`
 	ForwardPorts          string        `yaml:"forward-ports"`
 	Upgrade               string        `yaml:"upgrade"`
 	AllowUpgrade          []string      `yaml:"allow-upgrade"`
@@ -207,6 +208,7 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.WSLog, "ws-log", cfg.WSLog, "ws_message events by `mode`: off, meta (no payload), preview, full")
 	fs.Var(&profileFlag{}, "profile", "reproduce a proxy `name` (repeatable): "+ProfileNames+"; explicit settings win over a profile's")
 	fs.StringVar(&cfg.Persona, "persona", cfg.Persona, "look like another `product` on the wire: squid or tinyproxy (their Via, headers, status lines and error pages), or empty for hopscope")
+	fs.StringVar(&cfg.PersonaVersion, "persona-version", cfg.PersonaVersion, "the `release` the persona names in Via, Server and its pages (6.6 for squid/6.6); default the one measured: squid 5.7, tinyproxy 1.11.1")
 	fs.StringVar(&cfg.ForwardPorts, "forward-ports", cfg.ForwardPorts, "`ports` plain requests may reach (squid's Safe_ports); empty: any")
 	fs.StringVar(&cfg.Upgrade, "upgrade", cfg.Upgrade, "what to do with Upgrade requests, by `mode`: relay (default), strip-keepalive (squid), strip-close (tinyproxy)")
 	fs.Var(&listFlag{values: &cfg.AllowUpgrade}, "allow-upgrade", "with --upgrade strip-*, still relay this `protocol`, matched case-sensitively like squid's http_upgrade_request_protocols (repeatable)")

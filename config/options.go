@@ -150,13 +150,16 @@ func (cfg Config) proxyOptions() (*proxy.Options, error) {
 	if cfg.Persona != "" && cfg.Persona != "squid" && cfg.Persona != "tinyproxy" {
 		return nil, UsageError{Msg: fmt.Sprintf("--persona %q: use squid or tinyproxy, or leave it empty", cfg.Persona)}
 	}
+	if strings.ContainsAny(cfg.PersonaVersion, " ,;()\"\t\r\n") {
+		return nil, UsageError{Msg: fmt.Sprintf("--persona-version %q: give a release like 6.6, one token", cfg.PersonaVersion)}
+	}
 	wsOpts, err := cfg.webSocketOptions()
 	if err != nil {
 		return nil, err
 	}
 	opts := &proxy.Options{
 		WebSocket:             wsOpts,
-		Persona:               proxy.Persona{Squid: cfg.Persona == "squid", Tinyproxy: cfg.Persona == "tinyproxy"},
+		Persona:               proxy.Persona{Squid: cfg.Persona == "squid", Tinyproxy: cfg.Persona == "tinyproxy", Version: cfg.PersonaVersion},
 		Upgrades:              upgrade,
 		AllowUpgrade:          cfg.AllowUpgrade,
 		WebFilter:             cfg.WebFilter,

@@ -57,11 +57,11 @@ func (s *Server) answerMaxForwards(w http.ResponseWriter, r *http.Request, info 
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	switch {
 	case s.opts.Persona.Squid:
-		h.Set("Server", squidVersion)
+		h.Set("Server", s.opts.Persona.product())
 		h.Set("Mime-Version", "1.0")
 		h.Set("Expires", time.Now().UTC().Format(http.TimeFormat))
 		s.squidMarks(h, "NONE", r)
-		h.Set("Via", "1.1 "+s.opts.Persona.Host+" ("+squidVersion+")")
+		h.Set("Via", "1.1 "+s.opts.Persona.Host+" ("+s.opts.Persona.product()+")")
 	default:
 		s.via.add(h, 1, 1)
 	}

@@ -153,6 +153,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if out.Persona.Squid {
 		if out.Persona.Host == "" {
+			out.Persona.Host = out.Pseudonym // squid's visible_hostname names both
+		}
+		if out.Persona.Host == "" {
 			out.Persona.Host, _ = os.Hostname()
 		}
 		if out.Persona.Host == "" {

@@ -18,10 +18,11 @@ const (
 	UpgradeStripClose = "strip-close"
 )
 
-// The releases the personas reproduce, as measured (see README).
+// The releases the personas reproduce, as measured (see README), when
+// Persona.Version does not name another.
 const (
-	squidVersion     = "squid/5.7"
-	tinyproxyVersion = "tinyproxy/1.11.1"
+	squidRelease     = "5.7"
+	tinyproxyRelease = "1.11.1"
 )
 
 // squidMaxAge is the Cache-Control squid 5.7 adds to every request it
@@ -44,8 +45,38 @@ type Persona struct {
 	// CONNECT answer.
 	Tinyproxy bool
 	// Host is the proxy host name squid puts in Via, X-Cache and its
-	// pages. Default: this machine's name.
+	// pages (its visible_hostname). Default: the pseudonym when one is
+	// set, else this machine's name.
 	Host string
+	// Version is the release the persona names in Via, Server and its
+	// pages ("6.6" for squid/6.6). Default: the release measured, squid
+	// 5.7 or tinyproxy 1.11.1. Only the name changes, not the behaviour.
+	Version string
+}
+
+// product is the persona's product token, "squid/5.7" or
+// "tinyproxy/1.11.1".
+func (p Persona) product() string {
+	switch {
+	case p.Squid:
+		return "squid/" + cmpOr(p.Version, squidRelease)
+	case p.Tinyproxy:
+		return "tinyproxy/" + cmpOr(p.Version, tinyproxyRelease)
+	}
+	return ""
+}
+
+// release is the persona's version alone.
+func (p Persona) release() string {
+	_, v, _ := strings.Cut(p.product(), "/")
+	return v
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // any reports whether hopscope plays another product. Such products do
@@ -56,11 +87,8 @@ func (p Persona) any() bool { return p.Squid || p.Tinyproxy }
 // viaName is this proxy's entry in Via: the pseudonym, with the product's
 // version in parentheses for a persona.
 func (s *Server) viaName() string {
-	switch {
-	case s.opts.Persona.Squid:
-		return s.opts.Pseudonym + " (" + squidVersion + ")"
-	case s.opts.Persona.Tinyproxy:
-		return s.opts.Pseudonym + " (" + tinyproxyVersion + ")"
+	if s.opts.Persona.any() {
+		return s.opts.Pseudonym + " (" + s.opts.Persona.product() + ")"
 	}
 	return s.opts.Pseudonym
 }

@@ -50,7 +50,7 @@ type connectFront struct {
 func (f connectFront) established(client, _ net.Conn) error {
 	answer := "HTTP/1.1 200 Connection established\r\n\r\n"
 	if f.s.opts.Persona.Tinyproxy {
-		answer = "HTTP/1.0 200 Connection established\r\nProxy-agent: " + tinyproxyVersion + "\r\n\r\n"
+		answer = "HTTP/1.0 200 Connection established\r\nProxy-agent: " + f.s.opts.Persona.product() + "\r\n\r\n"
 	}
 	_, err := io.WriteString(client, answer)
 	return err
