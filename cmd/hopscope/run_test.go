@@ -201,7 +201,7 @@ func TestRunServesSOCKS5(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--socks5", "127.0.0.1:0", "--connect-ports", "*", "--log-file", logFile}, io.Discard, io.Discard)
+		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--socks5", "127.0.0.1:0", "--connect-ports", "*", "--log-file", logFile}, io.Discard, io.Discard)
 	}()
 	addr := waitListenProtocol(t, logFile, "socks5")
 	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "socks5h", Host: addr})}
