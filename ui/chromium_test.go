@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,7 +124,18 @@ func screenshot(t *testing.T, ctx context.Context, name string) string {
 // eventually polls a JavaScript predicate in the tab until it is true.
 func eventually(t *testing.T, ctx context.Context, what, expr string) {
 	t.Helper()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(20*time.Second), chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
+	deadline := time.Now().Add(20 * time.Second)
+	var err error
+	for {
+		_, err = chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(time.Until(deadline)), chromedp.WithPollingInterval(100*time.Millisecond)))
+		// A navigation (the token's redirect) replaces the page's
+		// JavaScript context under a running poll: poll the new one.
+		if err == nil || time.Now().After(deadline) || !strings.Contains(err.Error(), "context") || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
 		state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText.slice(0, 2000) : ""`))
 		t.Fatalf("%s: %v\npage text:\n%s", what, err, state)
 	}
