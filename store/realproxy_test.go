@@ -97,9 +97,9 @@ func TestStoreShowsRealProxyTraffic(t *testing.T) {
 	if _, err := px.Dialer().DialContext(ctx, "tcp", "127.0.0.1:1"); !errors.Is(err, proxytest.ErrRefused) {
 		t.Fatalf("CONNECT to a port not allowed: %v", err)
 	}
-	px.WaitFor(t, proxytest.IsDenial("127.0.0.1:1"), 2*time.Second)
+	px.WaitFor(t, proxytest.IsDenial("127.0.0.1:1"), 10*time.Second)
 	waitCloses(t, px, 2)
-	px.WaitFor(t, proxytest.IsKind(flow.KindTunnel), 2*time.Second)
+	px.WaitFor(t, proxytest.IsKind(flow.KindTunnel), 10*time.Second)
 
 	st := store.New(store.Options{})
 	st.Observe(px.Flows())
@@ -168,7 +168,7 @@ func TestStoreShowsRealProxyTraffic(t *testing.T) {
 
 func waitCloses(t *testing.T, px *proxytest.Server, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		closes := 0
 		for _, r := range px.Flows() {
