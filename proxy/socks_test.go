@@ -289,6 +289,12 @@ func TestSOCKS5Refusals(t *testing.T) {
 	}}
 	px := startSOCKS(t, &proxy.Options{Policy: pol, Resolver: failing})
 	open := startSOCKS(t, &proxy.Options{Policy: openPolicy(), Resolver: failing})
+	// A name server that never answers, and a short dial timeout.
+	silent := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}}
+	slow := startSOCKS(t, &proxy.Options{Policy: openPolicy(), Resolver: silent, DialTimeout: 50 * time.Millisecond})
 	req := func(cmd byte, host string, port int) []byte {
 		return socks5.AppendRequest(nil, socks5.Request{Command: cmd, Host: host, Port: uint16(port)})
 	}
@@ -304,26 +310,23 @@ func TestSOCKS5Refusals(t *testing.T) {
 		{"denied range", px.socksAddr, req(socks5.CommandConnect, "10.1.2.3", 443), socks5.ReplyNotAllowed, "deny-host=10.0.0.0/8"},
 		{"refused", open.socksAddr, req(socks5.CommandConnect, "127.0.0.1", closedPort), socks5.ReplyConnectionRefused, ""},
 		{"unresolvable", open.socksAddr, req(socks5.CommandConnect, "nowhere.example", 443), socks5.ReplyHostUnreachable, ""},
+		{"timeout", slow.socksAddr, req(socks5.CommandConnect, "silent.example", 443), socks5.ReplyTTLExpired, ""},
 		{"bind", open.socksAddr, req(socks5.CommandBind, "127.0.0.1", echoPort), socks5.ReplyCommandNotSupported, "socks5-command"},
 		{"udp associate", open.socksAddr, req(socks5.CommandUDPAssociate, "0.0.0.0", 0), socks5.ReplyCommandNotSupported, "socks5-command"},
 		{"unknown address type", open.socksAddr, []byte{5, 1, 0, 9, 0, 0}, socks5.ReplyAddressNotSupported, "request"},
 		{"bad name", open.socksAddr, append(append([]byte{5, 1, 0, 3, 4}, "a:b@"...), 0, 80), socks5.ReplyGeneralFailure, "request"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			px.logs.reset()
-			open.logs.reset()
+			f := map[string]*socksFixture{px.socksAddr: px, open.socksAddr: open, slow.socksAddr: slow}[tc.addr]
+			f.logs.reset()
 			if got := socksRaw(t, tc.addr, tc.request); got != tc.want {
 				t.Fatalf("reply %v, want %v", got, tc.want)
-			}
-			f := px
-			if tc.addr == open.socksAddr {
-				f = open
 			}
 			if tc.rule != "" {
 				if e := f.waitEvent("deny", nil); e.str("rule") != tc.rule || e.str("method") != "SOCKS5" {
 					t.Errorf("deny event %v, want rule %s", e, tc.rule)
 				}
-			} else if e := f.waitEvent("tunnel", nil); e.num("status") != 502 {
+			} else if e := f.waitEvent("tunnel", nil); e.num("status") < 502 || e.str("via") != "socks5" {
 				t.Errorf("tunnel event %v", e)
 			}
 		})
