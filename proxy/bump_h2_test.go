@@ -2,11 +2,15 @@ package proxy_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -148,4 +152,34 @@ func TestBumpHTTP2OffersNoExtendedConnect(t *testing.T) {
 		t.Errorf("the bump advertises SETTINGS_ENABLE_CONNECT_PROTOCOL=%d", v)
 	}
 	tc.Close()
+}
+
+// curl, the conventional client, speaks HTTP/2 through the bump when it
+// trusts the CA.
+func TestBumpHTTP2Curl(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("curl is missing; CI installs it (.ci/run)")
+		}
+		t.Skip("curl is not installed; apt-get install curl")
+	}
+	w := newTLSWorld(t, policy.BumpRules{All: true}, protoEcho())
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, w.ca.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, curl, "-sS", "--max-time", "10", "--http2", "--proxy", "http://"+w.px.addr,
+		"--cacert", caFile, "-w", " http_version=%{http_version}", w.url("localhost", "/curl")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl: %v: %s", err, out)
+	}
+	if want := `HTTP/1.1 via="2 hopscope" body="" http_version=2`; string(out) != want {
+		t.Errorf("curl printed %q, want %q", out, want)
+	}
+	if e := w.px.waitEvent("http", nil); e.str("proto") != "HTTP/2.0" {
+		t.Errorf("http event %v", e)
+	}
 }
