@@ -92,6 +92,9 @@ func TestBrowserEditsAPausedMessage(t *testing.T) {
 	pageTab := browser
 	uiTab := newTab(t, browser)
 	do(t, uiTab, "opening the UI", chromedp.Navigate(web.URL("http://hopscope.ui")))
+	// The token link redirects to the page: wait until the page that
+	// stays is there, so that no poll below runs in one that went away.
+	do(t, uiTab, "the UI page is ready", chromedp.WaitReady("#live"))
 	eventually(t, uiTab, "the UI is live", `document.querySelector("#live").classList.contains("on")`)
 	eventually(t, uiTab, "the interception controls are there", `(() => { const e = document.querySelector("#ix-toggle"); return !!e && !e.hidden; })()`)
 
