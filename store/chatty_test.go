@@ -136,3 +136,29 @@ func BenchmarkObserveMessage(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkList is a search over a full store of 10,000 exchanges, as
+// the UI's search box runs it: a field term and a body word.
+//
+//	go test ./store -run '^$' -bench List -benchmem
+func BenchmarkList(b *testing.B) {
+	w := newWorld()
+	st := New(Options{})
+	var recs []flow.Record
+	for i := 0; i < DefaultMaxFlows; i++ {
+		_, e := w.exchange("GET", fmt.Sprintf("http://host%d.example/api/items/%d?page=2", i%50, i), 200, "", strings.Repeat("body text ", 100))
+		recs = append(recs, e)
+	}
+	st.Observe(recs)
+	for _, filter := range []string{"", "host:host7 status:2xx", "needle"} {
+		b.Run(fmt.Sprintf("%q", filter), func(b *testing.B) {
+			f, err := ParseFilter(filter)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				st.ListFilter(f, Query{Newest: true, Limit: 200})
+			}
+		})
+	}
+}

@@ -254,3 +254,20 @@ func TestExportFilter(t *testing.T) {
 		t.Errorf("Export: %d flows, want %d", len(all), len(names))
 	}
 }
+
+func TestHostPath(t *testing.T) {
+	for raw, want := range map[string][2]string{
+		"http://example.com/api?x=1":      {"example.com", "/api?x=1"},
+		"https://example.com:8443/a/b#f":  {"example.com", "/a/b"},
+		"ws://chat.example":               {"chat.example", ""},
+		"wss://h.example?q":               {"h.example", "?q"},
+		"http://[::1]:8080/v6":            {"::1", "/v6"},
+		"http://user:pw@h.example/secret": {"h.example", "/secret"},
+		"http://h.example/%7Euser":        {"h.example", "/%7Euser"},
+		"not a url %zz":                   {"", "not a url %zz"},
+	} {
+		if h, p := hostPath(raw); h != want[0] || p != want[1] {
+			t.Errorf("hostPath(%q) = %q, %q; want %q, %q", raw, h, p, want[0], want[1])
+		}
+	}
+}

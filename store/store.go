@@ -834,9 +834,31 @@ func (st *msgStats) add(o msgStats) {
 	st.truncated += o.truncated
 }
 
-// hostPath splits a URL for the summary; a URL that does not parse is
-// kept whole as the path.
+// hostPath splits a URL for the summary: the host without its port, and
+// the path with its query, as sent. Summaries are built for every flow a
+// search looks at, so the common absolute URL is cut by hand, without
+// allocating; anything else goes through url.Parse, and a URL that does
+// not parse is kept whole as the path.
 func hostPath(raw string) (host, path string) {
+	if i := strings.Index(raw, "://"); i > 0 && !strings.ContainsAny(raw[:i], "/?#@") {
+		rest := raw[i+3:]
+		end := strings.IndexAny(rest, "/?#")
+		if end < 0 {
+			end = len(rest)
+		}
+		authority := rest[:end]
+		if !strings.ContainsAny(authority, "@[%") {
+			host = authority
+			if c := strings.LastIndexByte(host, ':'); c >= 0 {
+				host = host[:c]
+			}
+			path = rest[end:]
+			if h := strings.IndexByte(path, '#'); h >= 0 {
+				path = path[:h]
+			}
+			return host, path
+		}
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", raw
