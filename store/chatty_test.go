@@ -79,29 +79,33 @@ func TestChattyHourStaysWithinBytes(t *testing.T) {
 
 // BenchmarkChattyHour plays an hour of chatty WebSocket traffic (20
 // sessions at 20 messages a second each, 1.44 million messages, plus an
-// exchange a second) into a store bounded at 32 MiB, and reports the
-// store's count of bytes and the Go heap it really holds afterwards:
+// exchange a second) into a store bounded at 32 MiB and at the default
+// 256 MiB, and reports the store's count of bytes and the Go heap it
+// really holds afterwards:
 //
 //	go test ./store -run '^$' -bench ChattyHour -benchtime 1x -benchmem
 func BenchmarkChattyHour(b *testing.B) {
-	const maxBytes = 32 << 20
-	for b.Loop() {
-		runtime.GC()
-		var before runtime.MemStats
-		runtime.ReadMemStats(&before)
-		st := New(Options{MaxBytes: maxBytes})
-		var peak int64
-		msgs := chattyHour(st, 20, 20, func(int) { peak = max(peak, st.Stats().Bytes) })
-		runtime.GC()
-		var after runtime.MemStats
-		runtime.ReadMemStats(&after)
-		s := st.Stats()
-		b.ReportMetric(float64(msgs), "msgs/hour")
-		b.ReportMetric(float64(peak)/(1<<20), "peak-store-MiB")
-		b.ReportMetric(float64(maxBytes)/(1<<20), "bound-MiB")
-		b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/(1<<20), "heap-MiB")
-		b.ReportMetric(float64(s.EvictedMessages), "evicted-msgs")
-		runtime.KeepAlive(st)
+	for _, maxBytes := range []int64{32 << 20, DefaultMaxBytes} {
+		b.Run(fmt.Sprintf("bound-%dMiB", maxBytes>>20), func(b *testing.B) {
+			for b.Loop() {
+				runtime.GC()
+				var before runtime.MemStats
+				runtime.ReadMemStats(&before)
+				st := New(Options{MaxBytes: maxBytes})
+				var peak int64
+				msgs := chattyHour(st, 20, 20, func(int) { peak = max(peak, st.Stats().Bytes) })
+				runtime.GC()
+				var after runtime.MemStats
+				runtime.ReadMemStats(&after)
+				s := st.Stats()
+				b.ReportMetric(float64(msgs), "msgs/hour")
+				b.ReportMetric(float64(peak)/(1<<20), "peak-store-MiB")
+				b.ReportMetric(float64(maxBytes)/(1<<20), "bound-MiB")
+				b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/(1<<20), "heap-MiB")
+				b.ReportMetric(float64(s.EvictedMessages), "evicted-msgs")
+				runtime.KeepAlive(st)
+			}
+		})
 	}
 }
 
