@@ -275,6 +275,8 @@ Usage:
   hopscope ca install        trust the CA in the system, NSS (Chromium, Firefox) and Java stores
   hopscope ca uninstall      remove it from those stores
   hopscope bench [flags]     measure a proxy against direct connections (hopscope bench --help)
+  hopscope compare --real ADDR --profile NAME
+                             the same raw probes through your proxy and the profile, side by side
   hopscope version           print the version
   hopscope --help            this text
 
