@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/hopscope/hopscope/intercept"
 )
 
 // Config holds every setting. The YAML keys of --config are the flag names,
@@ -96,6 +98,7 @@ func Default() Config {
 		WSInspectLimit:        1 << 20,
 		WSPreview:             256,
 		WSLog:                 "preview",
+		interceptConfig:       interceptConfig{InterceptTimeout: intercept.DefaultTimeout},
 	}
 }
 

@@ -29,7 +29,7 @@ type interceptConfig struct {
 
 func addInterceptFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.BoolVar(&cfg.Intercept, "intercept", cfg.Intercept, "run the interception engine (breakpoints, edit, inject; its API is in the web UI): messages are then held until complete and both sides compress each on its own")
-	fs.DurationVar(&cfg.InterceptTimeout, "intercept-timeout", cfg.InterceptTimeout, "forward a paused message unchanged after `duration` nobody acted on it; negative: wait until the session ends")
+	fs.DurationVar(&cfg.InterceptTimeout, "intercept-timeout", cfg.InterceptTimeout, "forward a paused message unchanged after `duration` nobody acted on it; negative: wait until the session ends; 0: the default")
 	fs.Var(&listFlag{values: &cfg.httpBreakURLs}, "http-breakpoint", "pause HTTP requests whose URL matches `glob` before they go upstream (repeatable); implies --intercept")
 	fs.StringVar(&cfg.WSBreakpoints, "ws-breakpoints", cfg.WSBreakpoints, "YAML `file` with a list of WebSocket breakpoints ({name, match} in the ws-rules vocabulary; replaces websocket.breakpoints of --config); implies --intercept")
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hopscope/hopscope/intercept"
 )
 
 // Breakpoints come from --config or a --ws-breakpoints file; either turns
@@ -35,8 +37,13 @@ func TestInterceptOptions(t *testing.T) {
 	}
 
 	cfg, _ = Parse(nil, nil)
-	if _, on, _ = cfg.InterceptOptions(); on {
-		t.Error("interception is on by default")
+	if opts, on, _ = cfg.InterceptOptions(); on || opts.Timeout != intercept.DefaultTimeout {
+		t.Errorf("by default: on=%v timeout=%v, want off and %v", on, opts.Timeout, intercept.DefaultTimeout)
+	}
+	// --help shows the default that applies, not 0s.
+	var help strings.Builder
+	if _, err := Parse([]string{"--help"}, &help); err == nil || !strings.Contains(help.String(), "nobody acted on it; negative: wait until the session ends; 0: the default (default 1m0s)") {
+		t.Errorf("--help does not show the intercept timeout's default:\n%s", help.String())
 	}
 	cfg, _ = Parse([]string{"--intercept"}, nil)
 	if _, on, _ = cfg.InterceptOptions(); !on {
