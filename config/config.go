@@ -256,7 +256,10 @@ func Parse(args []string, stdout io.Writer) (Config, error) {
 		return cfg, UsageError{Msg: err.Error() + " (see hopscope --help)"}
 	}
 	if fs.NArg() > 0 {
-		return cfg, UsageError{Msg: fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+		if isSubcommand(fs.Arg(0)) {
+			return cfg, UsageError{Msg: fmt.Sprintf("unexpected argument %q: a subcommand comes first, its flags after it (hopscope %s ... FLAGS)", fs.Arg(0), fs.Arg(0))}
+		}
+		return cfg, UsageError{Msg: fmt.Sprintf("unexpected argument %q (see hopscope --help)", fs.Arg(0))}
 	}
 	return cfg, nil
 }
@@ -266,6 +269,16 @@ func Parse(args []string, stdout io.Writer) (Config, error) {
 type UsageError struct{ Msg string }
 
 func (e UsageError) Error() string { return e.Msg }
+
+// isSubcommand reports whether word is one the command takes before its
+// flags; one found after flags was put in the wrong place.
+func isSubcommand(word string) bool {
+	switch word {
+	case "serve", "ca", "bench", "compare", "record", "replay", "version", "help":
+		return true
+	}
+	return false
+}
 
 func printUsage(fs *flag.FlagSet, out io.Writer) {
 	fmt.Fprint(out, `hopscope: an intercepting, WebSocket-aware HTTP forward proxy.
@@ -280,6 +293,10 @@ Usage:
   hopscope bench [flags]     measure a proxy against direct connections (hopscope bench --help)
   hopscope compare --real ADDR --profile NAME
                              the same raw probes through your proxy and the profile, side by side
+  hopscope record --out FILE.har [flags]
+                             run the proxy and write every flow to FILE.har when it stops
+  hopscope replay FILE.har [flags]
+                             serve a recording as a mock, or resend it --against a server (hopscope replay --help)
   hopscope version           print the version
   hopscope --help            this text
 

@@ -18,6 +18,11 @@ func runCA(args []string, stdout io.Writer) error {
 		return config.UsageError{Msg: "hopscope ca: give init, path, export, install or uninstall"}
 	}
 	sub := args[0]
+	switch sub {
+	case "init", "path", "export", "install", "uninstall":
+	default:
+		return config.UsageError{Msg: fmt.Sprintf("hopscope ca: unknown subcommand %q; give init, path, export, install or uninstall first, then its flags (hopscope ca init --ca-dir DIR)", sub)}
+	}
 	fs := flag.NewFlagSet("hopscope ca "+sub, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	caDir := fs.String("ca-dir", "", "CA directory")
@@ -76,7 +81,6 @@ func runCA(args []string, stdout io.Writer) error {
 			return fmt.Errorf("could not %s the CA in the %s store", sub, strings.Join(failed, ", "))
 		}
 		return nil
-	default:
-		return config.UsageError{Msg: fmt.Sprintf("hopscope ca: unknown subcommand %q; give init, path, export, install or uninstall", sub)}
 	}
+	return nil
 }

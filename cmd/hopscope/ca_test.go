@@ -55,6 +55,9 @@ func TestCACommands(t *testing.T) {
 	if err := run(context.Background(), []string{"ca", "path"}, &out, io.Discard); err != nil || strings.TrimSpace(out.String()) != dir {
 		t.Errorf("ca path from $%s: %q", certs.EnvDir, out.String())
 	}
+	if err := run(context.Background(), []string{"ca", "--ca-dir", dir, "path"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "first, then its flags") {
+		t.Errorf("ca with a flag before the subcommand: %v", err)
+	}
 	for _, args := range [][]string{{"ca"}, {"ca", "frobnicate"}, {"ca", "path", "extra"}, {"ca", "init", "--nope"}} {
 		if err := run(context.Background(), args, io.Discard, io.Discard); err == nil {
 			t.Errorf("%q accepted", args)

@@ -75,6 +75,17 @@ func TestVersionAndHelp(t *testing.T) {
 			t.Errorf("help does not list %s", w)
 		}
 	}
+	// Every subcommand run dispatches is in the usage, and one given after
+	// flags is pointed to its place.
+	for _, sub := range []string{"ca init", "bench", "compare", "record", "replay", "version"} {
+		if !strings.Contains(out.String(), "  hopscope "+sub+" ") {
+			t.Errorf("help does not list hopscope %s", sub)
+		}
+	}
+	err = run(context.Background(), []string{"--listen", "127.0.0.1:0", "replay", "x.har"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "a subcommand comes first") {
+		t.Errorf("a subcommand after flags: %v", err)
+	}
 }
 
 // lockedBuffer is standard error for an in-process run.
