@@ -3,7 +3,9 @@ package certs
 import (
 	"crypto/sha256"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -20,6 +22,13 @@ type StoreResult struct {
 	Detail string
 }
 
+// The names of the trust stores, as StoreResult.Store gives them.
+const (
+	systemStore = "system"
+	nssStore    = "Firefox/Chromium (NSS)"
+	javaStore   = "Java"
+)
+
 // trustStore is one store the CA can be put into.
 type trustStore struct {
 	name      string
@@ -34,20 +43,20 @@ type trustStore struct {
 // unavailable store in silence; hopscope reports each one.
 func stores() []trustStore {
 	out := []trustStore{{
-		name:      "system",
+		name:      systemStore,
 		install:   func(_ string, c *x509.Certificate) error { return truststore.Install(c) },
 		uninstall: func(_ string, c *x509.Certificate) error { return truststore.Uninstall(c) },
 		available: func() error { return nil },
 	}}
 	if nss, err := truststore.NewNSSTrust(); err == nil {
-		out = append(out, fromTrust("Firefox/Chromium (NSS)", nss))
+		out = append(out, fromTrust(nssStore, nss))
 	} else {
-		out = append(out, unavailable("Firefox/Chromium (NSS)", err))
+		out = append(out, unavailable(nssStore, err))
 	}
 	if java, err := truststore.NewJavaTrust(); err == nil {
-		out = append(out, fromTrust("Java", java))
+		out = append(out, fromTrust(javaStore, java))
 	} else {
-		out = append(out, unavailable("Java", err))
+		out = append(out, unavailable(javaStore, err))
 	}
 	return out
 }
@@ -86,16 +95,33 @@ func (ca *CA) apply(verb string, op func(trustStore) func(string, *x509.Certific
 	var results []StoreResult
 	for _, s := range stores() {
 		if err := s.available(); err != nil {
-			results = append(results, StoreResult{Store: s.name, Detail: "skipped: " + firstLine(err.Error())})
+			results = append(results, StoreResult{Store: s.name, Detail: "skipped: " + whyUnavailable(s.name, err)})
 			continue
 		}
 		if err := op(s)(certPath, ca.Cert); err != nil {
-			results = append(results, StoreResult{Store: s.name, Detail: fmt.Sprintf("failed: %s (the system store needs root: try sudo)", firstLine(err.Error()))})
+			detail := "failed: " + firstLine(err.Error())
+			if s.name == systemStore {
+				detail += " (the system store needs root: try sudo)"
+			}
+			results = append(results, StoreResult{Store: s.name, Detail: detail})
 			continue
 		}
 		results = append(results, StoreResult{Store: s.name, Done: true, Detail: verb})
 	}
 	return results
+}
+
+// whyUnavailable says why a store cannot be used in words that tell the
+// person what to do, rather than truststore's ("trust does not exists",
+// exec's "certutil": executable file not found).
+func whyUnavailable(store string, err error) string {
+	switch {
+	case store == nssStore && errors.Is(err, exec.ErrNotFound):
+		return "certutil is not installed (Debian, Ubuntu: apt-get install libnss3-tools; Fedora: dnf install nss-tools; macOS: brew install nss)"
+	case store == javaStore && errors.Is(err, truststore.ErrTrustNotFound):
+		return "no Java found: set JAVA_HOME to the Java whose cacerts should trust the CA"
+	}
+	return firstLine(err.Error())
 }
 
 func firstLine(s string) string {
