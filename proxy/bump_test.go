@@ -39,6 +39,13 @@ type tlsWorld struct {
 // newTLSWorld starts the world; bump sets the policy's bump rules.
 func newTLSWorld(t testing.TB, bump policy.BumpRules, handler http.Handler) *tlsWorld {
 	t.Helper()
+	return newTLSWorldWith(t, bump, handler, nil)
+}
+
+// newTLSWorldWith is newTLSWorld with tweak applied to the proxy's
+// options (nil: none) before it starts.
+func newTLSWorldWith(t testing.TB, bump policy.BumpRules, handler http.Handler, tweak func(*proxy.Options)) *tlsWorld {
+	t.Helper()
 	w := &tlsWorld{}
 	caDir := filepath.Join(t.TempDir(), "ca")
 	ca, _, err := certs.LoadOrCreate(caDir)
@@ -80,12 +87,16 @@ func newTLSWorld(t testing.TB, bump policy.BumpRules, handler http.Handler) *tls
 	pol := openPolicy()
 	pol.Bump = bump
 	w.issuer = mitm.NewIssuer(ca, mitm.IssuerOptions{})
-	w.px = startProxy(t, &proxy.Options{
+	opts := &proxy.Options{
 		Policy:      pol,
 		Issuer:      w.issuer,
 		CA:          ca,
 		UpstreamTLS: &tls.Config{RootCAs: w.originCAs},
-	})
+	}
+	if tweak != nil {
+		tweak(opts)
+	}
+	w.px = startProxy(t, opts)
 	return w
 }
 

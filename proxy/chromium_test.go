@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/hopscope/hopscope/policy"
+	"github.com/hopscope/hopscope/proxy"
 )
 
 // chromiumPage loads a page over HTTPS and, from it, a wss:// WebSocket to
@@ -74,7 +75,13 @@ func chromiumThroughBump(t *testing.T, via string) {
 		reports <- r.URL.Query().Get("r")
 	})
 	mux.HandleFunc("/favicon.ico", http.NotFound)
-	w := newTLSWorld(t, policy.BumpRules{All: true}, mux)
+	// Chromium's own background requests (clients2.google.com and the
+	// like) come through the proxy too: only localhost is allowed, so they
+	// are refused by name before any lookup, and names resolve in process.
+	w := newTLSWorldWith(t, policy.BumpRules{All: true}, mux, func(o *proxy.Options) {
+		o.Policy.Allow = []policy.HostPattern{mustPattern(t, "localhost")}
+		o.Resolver = loopbackResolver()
+	})
 	proxyURL := "http://" + w.px.addr
 	if via == "socks5" {
 		proxyURL = "socks5://" + serveSOCKSToo(t, w.px)
