@@ -12,11 +12,16 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/hopscope/hopscope/contentcoding"
 	"github.com/hopscope/hopscope/flow"
 )
 
 // maxImport bounds a HAR upload.
 const maxImport = 256 << 20
+
+// maxDecoded bounds what one body expands to for viewing: a kept body is
+// at most the store's item cap, but a bomb expands that a thousandfold.
+const maxDecoded = 32 << 20
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/flows", s.listFlows)
@@ -172,6 +177,9 @@ func summarize(f *Flow) Summary {
 			sum.Tunnel = uint64(ss.Tunnel)
 		}
 		sum.Size = ss.ClientBytes + ss.ServerBytes
+		if sum.Size == 0 {
+			sum.Size = f.MessageBytes
+		}
 		sum.Duration = durMS(ss.Duration)
 		sum.Messages = f.Messages.Total
 		if sum.Messages == 0 {
@@ -502,8 +510,8 @@ func (s *Server) getBody(w http.ResponseWriter, r *http.Request) {
 	if b.Truncated {
 		wh.Set("X-Hopscope-Truncated", "1")
 	}
-	if enc := h.Get("Content-Encoding"); enc != "" && r.URL.Query().Get("decode") != "0" {
-		decoded, complete, err := decodeBody(data, enc)
+	if enc := strings.Join(h.Values("Content-Encoding"), ", "); !contentcoding.Identity(enc) && r.URL.Query().Get("decode") != "0" {
+		decoded, complete, err := contentcoding.Decode(data, enc, maxDecoded)
 		switch {
 		case err != nil:
 			wh.Set("X-Hopscope-Decode-Error", err.Error())

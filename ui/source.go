@@ -54,6 +54,9 @@ type Flow struct {
 	Violations []flow.WSViolation
 	// MessageCounts summarise a session's messages, kept or evicted.
 	Messages MessageCounts
+	// MessageBytes counts a session's payload bytes so far, both ways
+	// (its records carry totals only once it has closed).
+	MessageBytes int64
 }
 
 // MessageCounts summarise a WebSocket session's messages as the store saw

@@ -74,6 +74,7 @@ func fromStore(f *store.Flow) Flow {
 		ID: sm.ID, Seq: sm.Seq, Open: sm.Open,
 		Exchange: f.Exchange, Tunnel: f.TunnelRecord, Denial: f.Denial, Session: f.SessionRecord,
 		Faults: f.FaultRecords, Violations: f.Violations,
+		MessageBytes: max(sm.Size, 0),
 		Messages: MessageCounts{
 			Total: sm.Messages, Client: sm.ClientMessages, Server: sm.ServerMessages, Kept: sm.MessagesKept,
 			Dropped: sm.Dropped, Rewritten: sm.Rewritten, Closed: sm.Closed, Evicted: sm.EvictedMessages,
