@@ -43,6 +43,9 @@ type Options struct {
 	RoundTime time.Duration
 	// IdleConns is how many sessions the memory cases hold open. Default 500.
 	IdleConns int
+	// IdleSettle is how long the sessions sit idle before the proxy's
+	// RSS is read. Default 3s.
+	IdleSettle time.Duration
 	// Cases selects cases by name; empty: all.
 	Cases []string
 	// Progress receives a line per case and target; nil: none.
@@ -127,6 +130,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	if opts.IdleConns <= 0 {
 		opts.IdleConns = 500
+	}
+	if opts.IdleSettle <= 0 {
+		opts.IdleSettle = 3 * time.Second
 	}
 	if opts.Progress == nil {
 		opts.Progress = io.Discard

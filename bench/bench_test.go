@@ -47,7 +47,7 @@ func TestRunComparesEachCase(t *testing.T) {
 	var progress bytes.Buffer
 	cases := []string{"idle-ws-rss", "ws-forward-64B-x1", "ws-tunnel-64B-x1", "wss-tunnel-64B-x100", "connect-10MiB"}
 	rep, err := Run(context.Background(), Options{Compare: []Target{hs}, Rounds: 1, RoundTime: 50 * time.Millisecond,
-		IdleConns: 3, Cases: cases, Progress: &progress})
+		IdleConns: 3, IdleSettle: 50 * time.Millisecond, Cases: cases, Progress: &progress})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestRunComparesEachCase(t *testing.T) {
 // run goes on.
 func TestUnreachableTargetFailsPerCell(t *testing.T) {
 	rep, err := Run(context.Background(), Options{Compare: []Target{{Name: "gone", Addr: "127.0.0.1:1", PID: os.Getpid()}},
-		Rounds: 1, RoundTime: 50 * time.Millisecond, IdleConns: 2, Cases: []string{"ws-forward-64B-x1", "idle-tunnel-rss"}})
+		Rounds: 1, RoundTime: 50 * time.Millisecond, IdleConns: 2, IdleSettle: time.Millisecond, Cases: []string{"ws-forward-64B-x1", "idle-tunnel-rss"}})
 	if err != nil {
 		t.Fatal(err)
 	}

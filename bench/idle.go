@@ -47,7 +47,9 @@ func idleRSS(ctx context.Context, e *env, t *target, open func(*env, *target) (i
 		}
 		conns = append(conns, c)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Idle means idle for a while: a proxy may hand what quiet sessions
+	// no longer need back to the system (hopscope parks them after 0.25 s).
+	time.Sleep(e.opts.IdleSettle)
 	after, err := rssKiB(pid)
 	if err != nil {
 		return 0, nil, err

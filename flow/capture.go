@@ -66,6 +66,7 @@ type Slab struct {
 
 const (
 	slabBlock = 16 << 10
+	slabFirst = 256
 	// slabLargest is the largest payload carved from a block; bigger ones
 	// get an allocation of their own.
 	slabLargest = 1 << 10
@@ -73,7 +74,7 @@ const (
 
 // Copy returns a copy of the first limit bytes of p (all of p when limit
 // is larger), or nil when limit is 0 or p is nil. Copies of at most 1 KiB
-// share 16 KiB blocks.
+// share blocks of 256 bytes to 16 KiB, growing as a stream goes on.
 func (s *Slab) Copy(p []byte, limit int) []byte {
 	if limit <= 0 || p == nil {
 		return nil
@@ -83,7 +84,11 @@ func (s *Slab) Copy(p []byte, limit int) []byte {
 		return append(make([]byte, 0, n), p[:n]...)
 	}
 	if cap(s.block)-len(s.block) < n {
-		s.block = make([]byte, 0, slabBlock)
+		// Blocks start small and double up to slabBlock, so that a
+		// session that sends a message or two (most of them, idle ones)
+		// does not keep 16 KiB per direction.
+		size := min(max(2*cap(s.block), slabFirst), slabBlock)
+		s.block = make([]byte, 0, max(size, n))
 	}
 	start := len(s.block)
 	s.block = append(s.block, p[:n]...)

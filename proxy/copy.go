@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"time"
 )
 
 // copyBufferSize is the relay buffer. Measured on loopback (2 cores,
@@ -41,6 +42,9 @@ var errEOF = io.EOF
 // end of the stream it returns io.EOF; when the relay has been idle for its
 // limit, errIdle.
 func (c *chunkReader) next() ([]byte, error) {
+	if c.quiet > 0 {
+		return c.nextOrQuiet()
+	}
 	if c.idle == nil {
 		return c.read1()
 	}
@@ -57,6 +61,33 @@ func (c *chunkReader) next() ([]byte, error) {
 			continue // the other direction moved; keep waiting
 		default:
 			return nil, err
+		}
+	}
+}
+
+// nextOrQuiet is next for a reader that may park: errQuiet when nothing
+// arrived for c.quiet. The read deadline behind it is set once per quiet
+// period, not per read: reads that find bytes only note that they did.
+func (c *chunkReader) nextOrQuiet() ([]byte, error) {
+	for {
+		if !c.quietArmed {
+			if err := c.conn.SetReadDeadline(time.Now().Add(c.quiet)); err != nil {
+				return nil, err
+			}
+			c.quietArmed, c.readSince = true, false
+		}
+		b, err := c.read1()
+		switch {
+		case err == nil:
+			c.readSince = true
+			return b, nil
+		case !errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, err
+		}
+		c.quietArmed = false
+		if !c.readSince {
+			_ = c.conn.SetReadDeadline(time.Time{})
+			return nil, errQuiet
 		}
 	}
 }

@@ -2,14 +2,22 @@
 
 package proxy
 
-import "net"
+import (
+	"net"
+	"time"
+)
 
 // chunkReader reads whatever a connection has ready into a buffer of its own.
 type chunkReader struct {
 	conn net.Conn
 	own  []byte
 	idle *idleClock
+	// quiet is never set here: there is no poller to park in.
+	quiet                 time.Duration
+	quietArmed, readSince bool
 }
+
+func (c *chunkReader) canPark() bool { return false }
 
 func newChunkReader(conn net.Conn, _ *bufferPool, idle *idleClock) *chunkReader {
 	return &chunkReader{conn: conn, idle: idle}

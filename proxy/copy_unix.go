@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // chunkReader reads whatever a connection has ready. For sockets it waits
@@ -24,7 +25,16 @@ type chunkReader struct {
 	read     func(fd uintptr) bool // r.onReady, bound once, not per read
 	r        readyReader
 	own      []byte
+	// quiet, when set, makes next answer errQuiet after that long
+	// without bytes (see pump); quietArmed and readSince track the
+	// deadline set for it.
+	quiet                 time.Duration
+	quietArmed, readSince bool
 }
+
+// canPark reports whether a pump may park this reader: it must wait on a
+// socket of its own, and no idle limit may be counting on its deadline.
+func (c *chunkReader) canPark() bool { return c.raw != nil && c.idle == nil }
 
 func newChunkReader(conn net.Conn, pool *bufferPool, idle *idleClock) *chunkReader {
 	c := &chunkReader{conn: conn, pool: pool, idle: idle}

@@ -43,6 +43,7 @@ type Server struct {
 	hijacked  connSet
 	socks     socksListeners
 	buffers   *bufferPool
+	poller    *poller // where quiet relays wait without a goroutine
 	wsPool    *wsframe.Pool
 	via       viaCache
 	// upstream sends bodiless forwarded requests; nil with a parent proxy.
@@ -63,7 +64,7 @@ func New(opts *Options, log zerolog.Logger) (*Server, error) {
 	if o.UpstreamProxy != nil && o.UpstreamProxy.Scheme != "http" {
 		return nil, fmt.Errorf("upstream proxy %s: only http:// parent proxies are supported", o.UpstreamProxy.Redacted())
 	}
-	s := &Server{opts: o, log: log, flows: flow.NewBus(), buffers: newBufferPool(), wsPool: wsframe.NewPool()}
+	s := &Server{opts: o, log: log, flows: flow.NewBus(), buffers: newBufferPool(), poller: newPoller(), wsPool: wsframe.NewPool()}
 	s.via = newViaCache(s.viaName())
 	s.dialer = newDialer(o.Policy, o.DialTimeout, o.Resolver, o.UpstreamProxy)
 	s.transport = &http.Transport{
@@ -168,10 +169,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.socks.shutdown(ctx)
 	if !s.hijacked.waitIdle(ctx) {
 		s.hijacked.closeAll()
-		// Closed sockets end every relay promptly.
+		// Closed sockets end every relay promptly; parked ones need a
+		// goroutine to meet theirs.
+		s.poller.wakeAll()
 		s.hijacked.waitIdle(context.Background())
 	}
 	s.hijacked.closeAll()
+	s.poller.close()
 	s.transport.CloseIdleConnections()
 	if s.upstream != nil {
 		s.upstream.closeIdle()

@@ -126,16 +126,16 @@ func (s *Server) openTunnel(ctx context.Context, client net.Conn, target policy.
 	// handshake, for a bumped one).
 	splice := func(client, upstream net.Conn) {
 		s.publishTunnel(flow.KindTunnelOpen, rec)
-		go func() {
-			idle := newIdleClock(s.opts.TunnelIdleTimeout)
-			faults := s.newConnFaults(info, rec.ID, target.Target(), resetBoth(client, upstream))
-			rec.BytesUp, rec.BytesDown, rec.err = relayBytes(client, upstream, s.buffers, idle, faults)
+		idle := newIdleClock(s.opts.TunnelIdleTimeout)
+		faults := s.newConnFaults(info, rec.ID, target.Target(), resetBoth(client, upstream))
+		startRelay(s.poller, client, upstream, s.buffers, idle, faults, func(up, down int64, err error) {
+			rec.BytesUp, rec.BytesDown, rec.err = up, down, err
 			var idleErr errIdle
 			if errors.As(rec.err, &idleErr) {
 				s.profileFault(info, rec.ID, "idle-timeout", target.Target(), idleErr.Error())
 			}
 			finish()
-		}()
+		})
 	}
 	if !s.opts.Policy.Bump.Inspect(target.Host, target.Port) {
 		splice(client, upstream)
@@ -275,12 +275,13 @@ func (s *Server) serveInner(conn net.Conn, t tunnelInfo, onDone func()) {
 	_ = srv.Serve(newOneConnListener(newHeadTap(conn, headRoom(s.opts.MaxHeaderBytes)), onDone))
 }
 
-// relayBytes copies client->upstream and upstream->client until both
-// directions are done. A clean end of one direction (EOF) is passed on as a
-// half-close, so protocols that signal "done sending" by closing their write
-// side work; an error on either side closes both, since nothing more can be
-// delivered.
-func relayBytes(client, upstream net.Conn, pool *bufferPool, idle *idleClock, faults *connFaults) (up, down int64, err error) {
+// startRelay copies client->upstream and upstream->client and calls done
+// once both directions are done. A clean end of one direction (EOF) is
+// passed on as a half-close, so protocols that signal "done sending" by
+// closing their write side work; an error on either side closes both,
+// since nothing more can be delivered. With a poller, a direction quiet
+// for a while is parked there instead of keeping a goroutine.
+func startRelay(pl *poller, client, upstream net.Conn, pool *bufferPool, idle *idleClock, faults *connFaults, done func(up, down int64, err error)) {
 	client, clientPrefix := splitPrefix(client)
 	upstream, upstreamPrefix := splitPrefix(upstream)
 	toUpstream, toClient := upstream, client
@@ -290,46 +291,78 @@ func relayBytes(client, upstream net.Conn, pool *bufferPool, idle *idleClock, fa
 	if f := faults.forBytes("server"); f != nil {
 		toClient = &faultWriter{Conn: client, faults: f}
 	}
-	var wg sync.WaitGroup
-	var upErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		up, upErr = copyHalf(toUpstream, client, clientPrefix, pool, idle)
-	}()
-	down, err = copyHalf(toClient, upstream, upstreamPrefix, pool, idle)
-	wg.Wait()
-	return up, down, errors.Join(upErr, err)
+	r := &byteRelay{done: done}
+	r.left.Store(2)
+	r.halves[0] = r.half(pl, toUpstream, client, clientPrefix, pool, idle, 0)
+	r.halves[1] = r.half(pl, toClient, upstream, upstreamPrefix, pool, idle, 1)
+	go r.halves[0].start()
+	go r.halves[1].start()
 }
 
-// copyHalf sends prefix and then everything from src to dst.
-func copyHalf(dst, src net.Conn, prefix []byte, pool *bufferPool, idle *idleClock) (int64, error) {
-	var sent int64
-	if len(prefix) > 0 {
-		n, err := dst.Write(prefix)
-		sent += int64(n)
-		if err != nil {
-			src.Close()
-			dst.Close()
-			return sent, err
+// byteRelay is a tunnel's two directions: 0 client->upstream, 1 back.
+type byteRelay struct {
+	halves [2]*relayHalf
+	left   atomic.Int32
+	done   func(up, down int64, err error)
+}
+
+// relayHalf is one direction of a byteRelay.
+type relayHalf struct {
+	r        *byteRelay
+	dst, src net.Conn
+	prefix   []byte
+	pump     *pump
+	sent     int64
+	err      error
+}
+
+func (r *byteRelay) half(pl *poller, dst, src net.Conn, prefix []byte, pool *bufferPool, idle *idleClock, i int) *relayHalf {
+	h := &relayHalf{r: r, dst: dst, src: src, prefix: prefix}
+	h.pump = newPump(newChunkReader(src, pool, idle), pl, h.write, func(err error) { h.ended(i, err) })
+	return h
+}
+
+// start sends the prefix, then relays.
+func (h *relayHalf) start() {
+	if len(h.prefix) > 0 {
+		if err := h.write(h.prefix); err != nil {
+			h.pump.end(err)
+			return
 		}
+		h.prefix = nil
 	}
-	n, err := copyConn(dst, src, pool, idle)
-	sent += n
-	if err != nil {
+	h.pump.run()
+}
+
+func (h *relayHalf) write(b []byte) error {
+	n, err := h.dst.Write(b)
+	h.sent += int64(n)
+	return err
+}
+
+// ended passes a clean end on as a half-close, or closes both sides after
+// an error (waking the other direction if it is parked); the last
+// direction to end reports.
+func (h *relayHalf) ended(i int, err error) {
+	if errors.Is(err, io.EOF) {
+		if cw, ok := h.dst.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		} else {
+			h.dst.Close()
+		}
+	} else {
 		if errors.Is(err, net.ErrClosed) {
 			err = nil // the other direction closed us down on purpose
 		}
-		src.Close()
-		dst.Close()
-		return sent, err
+		h.err = err
+		h.src.Close()
+		h.dst.Close()
+		h.r.halves[1-i].pump.wake()
 	}
-	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-	} else {
-		dst.Close()
+	if h.r.left.Add(-1) == 0 {
+		r := h.r
+		r.done(r.halves[0].sent, r.halves[1].sent, errors.Join(r.halves[0].err, r.halves[1].err))
 	}
-	return sent, nil
 }
 
 // countingConn counts the bytes read from and written to a client

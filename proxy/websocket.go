@@ -185,10 +185,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, info con
 	// The relay runs on goroutines of its own and this handler returns, so
 	// that net/http lets go of the connection's buffers (8 KiB and more)
 	// instead of keeping them for the WebSocket's whole life.
-	go func() {
-		defer s.hijacked.remove(client, upstream)
-		sess.run(clientEarly, upstreamEarly)
-	}()
+	sess.relay(s.poller, clientEarly, upstreamEarly, func() { s.hijacked.remove(client, upstream) })
 }
 
 // passResponse relays a non-101 answer to an upgrade request as an

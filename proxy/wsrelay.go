@@ -94,6 +94,9 @@ type wsSession struct {
 	closeOnce sync.Once
 	mu        sync.Mutex
 	close     closeRecord
+	// pumps relay from the client and from the server; nil until they
+	// start (and the client's stays nil while it is swallowed).
+	pumps [2]*pump
 }
 
 // closeRecord is how the session closed.
@@ -115,25 +118,43 @@ var errClosedByProxy = errors.New("closed by hopscope")
 // run relays both directions until both are done. Bytes the handshake
 // readers already held are fed first.
 func (sess *wsSession) run(clientPrefix, upstreamPrefix []byte) {
+	done := make(chan struct{})
+	sess.relay(nil, clientPrefix, upstreamPrefix, func() { close(done) })
+	<-done
+}
+
+// relay relays both directions, each on a pump of its own that parks in
+// pl (nil: none) while its side is quiet, and calls done once both have
+// ended and the session's end is published.
+func (sess *wsSession) relay(pl *poller, clientPrefix, upstreamPrefix []byte, done func()) {
 	fromClient := sess.direction(wsframe.Client, sess.client, sess.upstream, !sess.neg.clientNoContextTakeover)
 	fromServer := sess.direction(wsframe.Server, sess.upstream, sess.client, !sess.neg.serverNoContextTakeover)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		sess.ended(wsframe.Server, fromServer.run(upstreamPrefix))
-	}()
+	var left atomic.Int32
+	left.Store(2)
+	end := func(d *wsDirection, err error) {
+		d.releaseHeld()
+		sess.ended(d.from, err)
+		if left.Add(-1) > 0 {
+			return
+		}
+		sess.closeOnce.Do(sess.closeConns) // also when neither direction ran
+		sess.publishClose(fromClient, fromServer)
+		if sess.live != nil {
+			sess.srv.opts.Interceptor.WebSocketClosed(sess.live)
+		}
+		done()
+	}
+	// Both pumps exist before either runs: an early end wakes both.
+	sess.pumps[1] = fromServer.pump(pl, end)
+	if !sess.swallowClient {
+		sess.pumps[0] = fromClient.pump(pl, end)
+	}
+	go fromServer.start(sess.pumps[1], upstreamPrefix)
 	if sess.swallowClient {
-		sess.ended(wsframe.Client, sess.swallow(fromClient, clientPrefix))
-	} else {
-		sess.ended(wsframe.Client, fromClient.run(clientPrefix))
+		go func() { end(fromClient, sess.swallow(fromClient, clientPrefix)) }()
+		return
 	}
-	wg.Wait()
-	sess.closeOnce.Do(sess.closeConns) // also when neither direction ran
-	sess.publishClose(fromClient, fromServer)
-	if sess.live != nil {
-		sess.srv.opts.Interceptor.WebSocketClosed(sess.live)
-	}
+	go fromClient.start(sess.pumps[0], clientPrefix)
 }
 
 // publishClose publishes the session's end, once both directions are done.
@@ -234,6 +255,9 @@ func (sess *wsSession) ended(from wsframe.Side, err error) {
 func (sess *wsSession) closeConns() {
 	sess.client.conn.Close()
 	sess.upstream.conn.Close()
+	// A parked direction has no goroutine to meet its closed socket.
+	sess.pumps[0].wake()
+	sess.pumps[1].wake()
 	if sess.live != nil {
 		close(sess.live.done)
 		sess.client.wake()
@@ -306,25 +330,25 @@ type wsDirection struct {
 	arrived time.Time
 }
 
-func (d *wsDirection) run(prefix []byte) error {
-	defer d.releaseHeld()
+// pump reads the direction's source and feeds each chunk to the parser.
+func (d *wsDirection) pump(pl *poller, end func(*wsDirection, error)) *pump {
+	cr := newChunkReader(d.src.conn, d.sess.srv.buffers, d.sess.idle)
+	p := newPump(cr, pl, d.feed, func(err error) { end(d, err) })
+	// The slab's block (16 KiB) would otherwise stay with an idle session
+	// for its whole life; records already published keep their copies.
+	p.quiet = func() { d.slab = flow.Slab{} }
+	return p
+}
+
+// start feeds the bytes the handshake reader already held, then relays.
+func (d *wsDirection) start(p *pump, prefix []byte) {
 	if len(prefix) > 0 {
 		if err := d.feed(prefix); err != nil {
-			return err
+			p.end(err)
+			return
 		}
 	}
-	cr := newChunkReader(d.src.conn, d.sess.srv.buffers, d.sess.idle)
-	for {
-		chunk, err := cr.next()
-		if err != nil {
-			return err
-		}
-		err = d.feed(chunk)
-		cr.release()
-		if err != nil {
-			return err
-		}
-	}
+	p.run()
 }
 
 // feed parses one chunk and passes it on.

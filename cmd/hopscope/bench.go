@@ -20,7 +20,7 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
-const benchUsage = "Usage: hopscope bench [--compare [NAME=]HOST:PORT]... [--compare-ca NAME=FILE]... [--builtin LIST] [--rounds N] [--round-time D] [--idle-conns N] [--cases LIST]"
+const benchUsage = "Usage: hopscope bench [--compare [NAME=]HOST:PORT]... [--compare-ca NAME=FILE]... [--builtin LIST] [--rounds N] [--round-time D] [--idle-conns N] [--idle-settle D] [--cases LIST]"
 
 // runBench is `hopscope bench`: one table of every case, direct and through
 // each proxy, in the same rounds.
@@ -34,6 +34,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rounds := fs.Int("rounds", 3, "rounds per case and side; the median is reported")
 	roundTime := fs.Duration("round-time", 0, "time per round of a rate case (default 1s)")
 	idleConns := fs.Int("idle-conns", 500, "sessions the idle-memory cases hold open")
+	idleSettle := fs.Duration("idle-settle", 0, "how long those sessions sit idle before the proxy's RSS is read (default 3s)")
 	cases := fs.String("cases", "", "comma-separated cases to run (default all): "+strings.Join(bench.Cases(), ", "))
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -47,7 +48,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return config.UsageError{Msg: fmt.Sprintf("hopscope bench: unexpected argument %q; %s", fs.Arg(0), benchUsage)}
 	}
-	opts := bench.Options{Rounds: *rounds, RoundTime: *roundTime, IdleConns: *idleConns, Progress: stderr}
+	opts := bench.Options{Rounds: *rounds, RoundTime: *roundTime, IdleConns: *idleConns, IdleSettle: *idleSettle, Progress: stderr}
 	if *cases != "" {
 		for _, c := range strings.Split(*cases, ",") {
 			c = strings.TrimSpace(c)

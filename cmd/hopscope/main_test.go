@@ -112,7 +112,7 @@ func TestUsageErrorExitStatus(t *testing.T) {
 // (here the test binary, which runs main()) and prints one table.
 func TestBenchStartsHopscopeProcesses(t *testing.T) {
 	var stdout, stderr strings.Builder
-	err := run(context.Background(), []string{"bench", "--rounds", "1", "--round-time", "50ms", "--idle-conns", "3",
+	err := run(context.Background(), []string{"bench", "--rounds", "1", "--round-time", "50ms", "--idle-conns", "3", "--idle-settle", "50ms",
 		"--cases", "idle-wss-rss,wss-tunnel-64B-x1"}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr.String())
