@@ -40,6 +40,11 @@ type headTap struct {
 	// as squid's relaxed parser does, instead of refusing it.
 	stripSpaces bool
 	seen        bool // a head was seen: later bad lines are net/http's
+	// current are the names of the request being served: net/http
+	// serves a connection's requests one after another, so the handler
+	// finds them here without a context value (and the request copy that
+	// adding one costs).
+	current []string
 
 	mu    sync.Mutex
 	buf   []byte   // the start of a head not yet complete
@@ -162,9 +167,11 @@ func (t *headTap) feed(p []byte) {
 			return
 		}
 		rest := t.buf[end+4:]
-		t.buf = t.buf[:0]
 		t.skip = bodyLen
-		p = append([]byte(nil), rest...)
+		if len(rest) > 0 {
+			p = append([]byte(nil), rest...)
+		}
+		t.buf = t.buf[:0]
 	}
 }
 
@@ -179,6 +186,7 @@ func (t *headTap) giveUp() {
 func (t *headTap) claim(r *http.Request) tapped {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.current = nil
 	if len(t.heads) == 0 {
 		return tapped{}
 	}
@@ -189,6 +197,7 @@ func (t *headTap) claim(r *http.Request) tapped {
 		t.heads = nil
 		return tapped{}
 	}
+	t.current = h.names
 	return h
 }
 
@@ -197,14 +206,17 @@ func (t *headTap) claim(r *http.Request) tapped {
 // cannot be followed from the head alone.
 func parseTappedHead(head []byte) (tapped, int64, bool) {
 	var h tapped
-	lines := strings.Split(strings.TrimLeft(string(head), "\r\n"), "\r\n")
-	fields := strings.Fields(lines[0])
-	if len(fields) == 3 {
-		h.method, h.target = fields[0], fields[1]
-	}
+	// One string for the whole head: the names are pieces of it.
+	text := strings.TrimLeft(string(head), "\r\n")
+	line, text, _ := strings.Cut(text, "\r\n")
+	var rest string
+	h.method, rest, _ = strings.Cut(line, " ")
+	h.target, _, _ = strings.Cut(rest, " ")
 	var bodyLen int64
 	follow := h.method != http.MethodConnect
-	for _, line := range lines[1:] {
+	h.names = make([]string, 0, 16)
+	for text != "" {
+		line, text, _ = strings.Cut(text, "\r\n")
 		if line == "" || line[0] == ' ' || line[0] == '\t' {
 			continue
 		}
@@ -213,14 +225,14 @@ func parseTappedHead(head []byte) (tapped, int64, bool) {
 			continue
 		}
 		h.names = append(h.names, name)
-		switch textproto.CanonicalMIMEHeaderKey(name) {
-		case "Content-Length":
+		switch {
+		case strings.EqualFold(name, "Content-Length"):
 			n, err := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
 			if err != nil || n < 0 {
 				follow = false
 			}
 			bodyLen = n
-		case "Transfer-Encoding", "Upgrade":
+		case strings.EqualFold(name, "Transfer-Encoding"), strings.EqualFold(name, "Upgrade"):
 			follow = false
 		}
 	}
@@ -245,11 +257,16 @@ func (l headTapListener) Accept() (net.Conn, error) {
 	return t, nil
 }
 
-type wireNamesKey struct{}
-
+// wireNamesFrom returns the client's header names of the request ctx
+// belongs to, nil when they are not known.
 func wireNamesFrom(ctx context.Context) []string {
-	names, _ := ctx.Value(wireNamesKey{}).([]string)
-	return names
+	t, ok := ctx.Value(headTapKey{}).(*headTap)
+	if !ok {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.current
 }
 
 // headOrder is where a product puts the header fields of a request it
@@ -298,7 +315,8 @@ func writeRequestHead(w *bufio.Writer, req *http.Request, names []string, o head
 	if o.lastWithoutHost != nil && names != nil && !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, "Host") }) {
 		o.last = o.lastWithoutHost
 	}
-	done := make(map[string]bool, len(h)+2)
+	var doneBuf [24]string
+	done := doneBuf[:0] // canonical keys written; a few, so a slice beats a map
 	host := req.Host
 	if host == "" {
 		host = req.URL.Host
@@ -308,16 +326,20 @@ func writeRequestHead(w *bufio.Writer, req *http.Request, names []string, o head
 	if major, minor := clientProto(req); o.clientVersion && major == 1 && minor == 0 {
 		version = "HTTP/1.0"
 	}
-	w.WriteString(req.Method + " " + uri + " " + version + "\r\n")
+	for _, part := range [...]string{req.Method, " ", uri, " ", version, "\r\n"} {
+		w.WriteString(part)
+	}
 	write := func(name string) {
 		key := textproto.CanonicalMIMEHeaderKey(name)
-		if done[key] {
+		if slices.Contains(done, key) {
 			return
 		}
-		done[key] = true
+		done = append(done, key)
 		switch key {
 		case "Host":
-			w.WriteString("Host: " + host + "\r\n")
+			w.WriteString("Host: ")
+			w.WriteString(host)
+			w.WriteString("\r\n")
 			return
 		case "Connection":
 			if _, ok := h[key]; !ok && req.Close {
@@ -341,7 +363,14 @@ func writeRequestHead(w *bufio.Writer, req *http.Request, names []string, o head
 			return // the body's framing, not the bodiless head's
 		}
 		for _, v := range h[key] {
-			w.WriteString(name + ": " + strings.NewReplacer("\r", " ", "\n", " ").Replace(v) + "\r\n")
+			if strings.ContainsAny(v, "\r\n") {
+				// net/http refuses these on the way in; never let one split a head.
+				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+			}
+			w.WriteString(name)
+			w.WriteString(": ")
+			w.WriteString(v)
+			w.WriteString("\r\n")
 		}
 	}
 	inLast := func(key string) bool {
@@ -363,9 +392,10 @@ func writeRequestHead(w *bufio.Writer, req *http.Request, names []string, o head
 			write(name)
 		}
 	}
-	rest := make([]string, 0, len(h))
+	var restBuf [16]string
+	rest := restBuf[:0]
 	for key := range h {
-		if !done[key] && !inLast(key) {
+		if !slices.Contains(done, key) && !inLast(key) {
 			rest = append(rest, key)
 		}
 	}
@@ -450,10 +480,7 @@ func (s *Server) clientHead(r *http.Request) (*http.Request, int) {
 	if !ok {
 		return r, 0
 	}
-	if h := t.claim(r); h.names != nil {
-		return r.WithContext(context.WithValue(r.Context(), wireNamesKey{}, h.names)), h.size
-	}
-	return r, 0
+	return r, t.claim(r).size
 }
 
 // headRoom is how much larger than --max-header-bytes a head net/http
