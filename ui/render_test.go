@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/hopscope/hopscope/flow"
+	"github.com/hopscope/hopscope/store"
 )
 
 // sampleFlows is one flow of every kind the list shows, and a WebSocket
@@ -111,4 +113,44 @@ func TestBrowserRendersEveryKindOfFlow(t *testing.T) {
 	eventually(t, tab, "the tunnel's exchanges", `document.querySelector("#tab-body").textContent.includes("Inside this tunnel") && document.querySelector("#tab-body a.flow-link") !== null`)
 	evalTrue(t, tab, `document.querySelector("#tab-body a.flow-link").click() || true`)
 	eventually(t, tab, "the exchange inside", `document.querySelector("#d-url").innerText === "https://shop.test/cart?item=7" && document.querySelector("#tab-body a.flow-link").innerText.includes("CONNECT")`)
+}
+
+// A session chattier than a browser can read: the stream drops what the
+// page cannot take and says so, the page reloads, and the timeline still
+// ends at the newest message with its size bounded.
+func TestBrowserFollowsAChattySession(t *testing.T) {
+	chromiumPath(t)
+	st := store.New(store.Options{})
+	s, ts := newTestUI(t, StoreSource(st), Options{})
+	start := time.Now()
+	st.Observe([]flow.Record{
+		{Kind: flow.KindExchange, Exchange: &flow.Exchange{ID: 1, Method: "GET", URL: "http://chatty.test/feed", Status: 101, WebSocket: 2, Start: start}},
+		{Kind: flow.KindWSOpen, Session: &flow.WSSession{ID: 2, Exchange: 1, URL: "http://chatty.test/feed", Path: "forward", Start: start}},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	tab := startBrowser(t, ctx, browserOptions{})
+	do(t, tab, "opening the UI", chromedp.Navigate(s.URL(ts.URL)))
+	eventually(t, tab, "the session row", `document.querySelector('#rows tr[data-id="1"]') !== null`)
+	do(t, tab, "opening the session", chromedp.Click(chromedp.CSS(`#rows tr[data-id="1"]`)))
+	eventually(t, tab, "the timeline", `document.querySelector(".ws-list") !== null`)
+	const total = 30000
+	pubStart := time.Now()
+	batch := make([]flow.Record, 0, 500)
+	for seq := uint64(1); seq <= total; seq++ {
+		p := []byte(fmt.Sprintf(`{"tick":%d}`, seq))
+		batch = append(batch, flow.Record{Kind: flow.KindWSMessage, Message: flow.WSMessage{Session: 2, Seq: seq, Time: start.Add(time.Duration(seq) * time.Millisecond),
+			From: flow.FromServer, Opcode: flow.OpText, Len: int64(len(p)), WireLen: int64(len(p) + 2), PayloadLen: int64(len(p)), Fragments: 1, Action: "pass", Payload: p}})
+		if len(batch) == cap(batch) {
+			st.Observe(batch)
+			batch = batch[:0]
+		}
+	}
+	published := time.Now()
+	defer func() { t.Logf("%d messages published in %v; the page showed the newest %v after", total, published.Sub(pubStart), time.Since(published)) }()
+	eventually(t, tab, "the newest message", fmt.Sprintf(`(() => { const r = document.querySelector(".ws-list tbody tr:last-child"); return r && r.innerText.includes('{"tick":%d}'); })()`, total))
+	n, err := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll(".ws-list tr[data-seq]").length`))
+	if err != nil || n > 5000 || n < 100 {
+		t.Errorf("the timeline holds %d rows (%v): want the newest, at most 5000", n, err)
+	}
 }

@@ -210,6 +210,19 @@ function reloadSoon() {
   reloadTimer = setTimeout(reload, 250);
 }
 
+// resyncSoon reloads what the page shows after the stream dropped changes
+// (traffic faster than the browser reads it): at most twice a second, so
+// a flood of resyncs does not become a flood of reloads.
+let resyncTimer = null;
+function resyncSoon() {
+  if (resyncTimer) return;
+  resyncTimer = setTimeout(() => {
+    resyncTimer = null;
+    reload();
+    if (state.ws && state.tab === "messages") renderTab(); // its missed messages too
+  }, 500);
+}
+
 function connect() {
   const es = new EventSource("/api/events");
   state.es = es;
@@ -230,7 +243,7 @@ function connect() {
   });
   es.addEventListener("evict", (ev) => { if (!state.paused) removeFlow(JSON.parse(ev.data).id); });
   es.addEventListener("clear", () => { if (!state.paused) { reload(); closeDetail(); } });
-  es.addEventListener("resync", () => { if (!state.paused) reload(); });
+  es.addEventListener("resync", () => { if (!state.paused) resyncSoon(); });
   es.addEventListener("stats", (ev) => setStats(JSON.parse(ev.data)));
 }
 
@@ -573,7 +586,7 @@ const wsLiveCap = 5000; // messages the timeline holds while following
 function wsView(d) {
   const id = d.summary.id;
   const ws = {
-    id, msgs: [], follow: true, text: "", show: { client: true, server: true, control: true }, selected: null,
+    id, msgs: [], pending: [], flushTimer: null, follow: true, text: "", show: { client: true, server: true, control: true }, selected: null,
     events: wsEvents(d),
   };
   state.ws = ws;
@@ -604,7 +617,7 @@ function wsView(d) {
       el("label", { title: "Scroll to new messages as they arrive" }, follow, "Follow"),
       ws.counts),
     ws.list, ws.detail);
-  const load = (all) => api(`/api/flows/${id}/messages` + (all ? "" : `?tail=${wsTail}`)).then(async (r) => {
+  const load = (all) => api(`/api/flows/${id}/messages?tail=${all ? wsLiveCap : wsTail}`).then(async (r) => {
     const data = await r.json();
     if (state.ws !== ws) return;
     const c = data.counts || {};
@@ -636,26 +649,42 @@ function wsEvents(d) {
   return out;
 }
 
+// wsAppend queues a live message; wsFlush adds the queue to the timeline
+// at most every 100 ms, so a session of thousands of messages a second
+// costs the page one layout per flush, not one per message.
 function wsAppend(m) {
   const ws = state.ws;
-  if (ws.msgs.length && ws.msgs[ws.msgs.length - 1].seq >= m.seq) {
-    if (ws.msgs.some((x) => x.seq === m.seq)) return;
+  ws.pending.push(m);
+  if (!ws.flushTimer) ws.flushTimer = setTimeout(() => wsFlush(ws), 100);
+}
+
+function wsFlush(ws) {
+  ws.flushTimer = null;
+  if (state.ws !== ws) return;
+  const last = ws.msgs.length ? ws.msgs[ws.msgs.length - 1].seq : 0;
+  const fresh = ws.pending.filter((m) => m.seq > last || !ws.msgs.some((x) => x.seq === m.seq));
+  ws.pending = [];
+  if (!fresh.length) return;
+  fresh.sort((a, b) => a.seq - b.seq);
+  const frag = document.createDocumentFragment();
+  for (const m of fresh) {
+    ws.msgs.push(m);
+    if (wsVisible(m)) frag.append(wsRow(m));
   }
-  ws.msgs.push(m);
-  if (ws.msgs.length > wsLiveCap) {
+  ws.tbody.append(frag);
+  if (ws.msgs.length > wsLiveCap + wsLiveCap / 10) {
     // A chatty session must not grow the page without bound: the oldest
     // rows go, as they do in the store.
     const gone = ws.msgs.splice(0, ws.msgs.length - wsLiveCap);
     ws.earlier = (ws.earlier || 0) + gone.length;
-    for (const g of gone) {
-      const tr = ws.tbody.querySelector(`tr[data-seq="${g.seq}"]`);
-      if (tr) tr.remove();
+    const goneSeqs = new Set(gone.map((g) => g.seq));
+    for (const tr of Array.from(ws.tbody.children)) {
+      if (!tr.dataset.seq) continue; // the "earlier" row and event rows stay
+      if (!goneSeqs.has(+tr.dataset.seq)) break;
+      tr.remove();
     }
   }
-  if (wsVisible(m)) {
-    ws.tbody.append(wsRow(m));
-    if (ws.follow) wsScroll();
-  }
+  if (ws.follow) wsScroll();
   wsUpdateCounts();
 }
 
@@ -777,7 +806,8 @@ function wsUpdateCounts() {
   if (!ws || !ws.counts) return;
   const d = state.detail;
   const c = (d && d.message_counts) || {};
-  const up = ws.msgs.filter((m) => m.from === "client").length;
+  let up = 0;
+  for (const m of ws.msgs) if (m.from === "client") up++;
   const shown = ws.tbody ? ws.tbody.querySelectorAll("tr[data-seq]").length : 0;
   const parts = [`${ws.msgs.length} messages (${up} ↑, ${ws.msgs.length - up} ↓)`];
   if (shown !== ws.msgs.length) parts.push(`${shown} shown`);
