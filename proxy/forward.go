@@ -343,7 +343,10 @@ func (b *countingBody) Read(p []byte) (int, error) {
 	b.n.Add(int64(n))
 	b.flow.requestBody(p[:n], err == io.EOF)
 	if err != nil && err != io.EOF {
-		b.err.CompareAndSwap(nil, &err)
+		// A copy declared here escapes here, on the error path: taking
+		// err's own address would move it to the heap on every read.
+		failure := err
+		b.err.CompareAndSwap(nil, &failure)
 	}
 	return n, err
 }
