@@ -14,6 +14,7 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"github.com/hopscope/hopscope/flow"
+	"github.com/hopscope/hopscope/policy"
 )
 
 // forward sends an absolute-form request through goproxy's forward path and
@@ -92,53 +93,75 @@ func (s *Server) prepareForward(r *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 // finishForward is goproxy's response hook: it turns a failed round trip
 // into a clear error answer and cleans the destination's response headers.
 func (s *Server) finishForward(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
+	ex := exchangeFrom(ctx.Req.Context())
+	var w *clientWriter // nil: not an exchange forward serves
+	if ex != nil {
+		w = ex.writer
+	}
 	if resp == nil {
-		target, _ := targetFrom(ctx.Req.Context())
-		pe := classifyUpstreamError(ctx.Error, target.Target())
-		var id flow.ID
-		if ex := exchangeFrom(ctx.Req.Context()); ex != nil && ex.writer != nil {
-			if err := ex.writer.body.failure(); err != nil {
-				// The client's body broke, not the destination: the
-				// transport dropped its half-written request with the
-				// connection, and the client's connection cannot go on.
-				pe = &proxyError{Status: http.StatusBadRequest, ProxyStatus: "http_request_error", Rule: "request-body",
-					Message: fmt.Sprintf("hopscope: the request body is malformed (%v); the request was not completed to %s", err, target.Target()), Err: err}
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					pe.Status, pe.Rule = http.StatusRequestTimeout, "idle-timeout"
-					pe.Message = fmt.Sprintf("hopscope: the client sent no request body bytes for %s (--idle-timeout); the request was not completed to %s", s.opts.IdleTimeout, target.Target())
-				}
-				// On HTTP/2 the stream ends alone; Connection: close would
-				// shut the client's whole connection down.
-				ex.writer.closeAfter = ctx.Req.ProtoMajor == 1
-			}
-			ex.writer.upstreamErr, ex.writer.byProxy = pe, true
-			id = ex.writer.flow.id()
-		}
-		if pe.Status == http.StatusForbidden {
-			s.deny(connInfoFrom(ctx.Req.Context()), id, ctx.Req.Method, ctx.Req.URL.Redacted(), pe)
-		}
-		if a, ok := s.personaPage(ctx.Req, pe); ok {
-			if ex := exchangeFrom(ctx.Req.Context()); ex != nil && ex.writer != nil {
-				ex.writer.contentLength = a.header.Get("Content-Length")
-			}
-			return s.personaResponse(a, ctx.Req)
-		}
-		return pe.response(ctx.Req, s.opts.Pseudonym)
+		return s.failedForward(ctx, ex, w)
 	}
 	removeHopByHopHeaders(resp.Header)
 	s.markResponse(resp.Header, resp.ProtoMajor, resp.ProtoMinor, ctx.Req)
-	if ex := exchangeFrom(ctx.Req.Context()); s.opts.Interceptor != nil && (ex == nil || !ex.answered) {
+	if s.opts.Interceptor != nil && (ex == nil || !ex.answered) {
 		s.interceptResponse(ctx.Req, resp)
 	}
-	if ex := exchangeFrom(ctx.Req.Context()); ex != nil && ex.writer != nil {
+	if w != nil {
 		// goproxy deletes Content-Length when the body is replaced; the
 		// writer puts the destination's own value back.
-		ex.writer.contentLength = resp.Header.Get("Content-Length")
-		ex.writer.wireNames = ex.wireNames
-		resp.Body = &watchedBody{ReadCloser: resp.Body, writer: ex.writer, req: ctx.Req}
+		w.contentLength = resp.Header.Get("Content-Length")
+		w.wireNames = ex.wireNames
+		resp.Body = &watchedBody{ReadCloser: resp.Body, writer: w, req: ctx.Req}
 	}
 	return resp
+}
+
+// failedForward answers for a round trip that brought no answer: the
+// destination's failure, or the client's own when its body broke.
+func (s *Server) failedForward(ctx *goproxy.ProxyCtx, ex *exchange, w *clientWriter) *http.Response {
+	var req policy.Request
+	if ex != nil {
+		req = ex.target
+	}
+	target := req.Target()
+	pe := classifyUpstreamError(ctx.Error, target)
+	var id flow.ID
+	if w != nil {
+		if err := w.body.failure(); err != nil {
+			// The client's body broke, not the destination: the
+			// transport dropped its half-written request with the
+			// connection, and the client's connection cannot go on.
+			pe = s.bodyFailure(err, target)
+			// On HTTP/2 the stream ends alone; Connection: close would
+			// shut the client's whole connection down.
+			w.closeAfter = ctx.Req.ProtoMajor == 1
+		}
+		w.upstreamErr, w.byProxy = pe, true
+		id = w.flow.id()
+	}
+	if pe.Status == http.StatusForbidden {
+		s.deny(connInfoFrom(ctx.Req.Context()), id, ctx.Req.Method, ctx.Req.URL.Redacted(), pe)
+	}
+	if a, ok := s.personaPage(ctx.Req, pe); ok {
+		if w != nil {
+			w.contentLength = a.header.Get("Content-Length")
+		}
+		return s.personaResponse(a, ctx.Req)
+	}
+	return pe.response(ctx.Req, s.opts.Pseudonym)
+}
+
+// bodyFailure is the answer to a client whose request body could not be
+// read to its end: a 400 for a malformed body, a 408 for one that stalled
+// past --idle-timeout.
+func (s *Server) bodyFailure(err error, target string) *proxyError {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return &proxyError{Status: http.StatusRequestTimeout, ProxyStatus: "http_request_error", Rule: "idle-timeout",
+			Message: fmt.Sprintf("hopscope: the client sent no request body bytes for %s (--idle-timeout); the request was not completed to %s", s.opts.IdleTimeout, target), Err: err}
+	}
+	return &proxyError{Status: http.StatusBadRequest, ProxyStatus: "http_request_error", Rule: "request-body",
+		Message: fmt.Sprintf("hopscope: the request body is malformed (%v); the request was not completed to %s", err, target), Err: err}
 }
 
 // watchedBody notices a destination that fails in the middle of its body.
