@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -26,11 +27,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, info connInfo) 
 		r.Body = body
 	}
 	cw := &clientWriter{ResponseWriter: w, pool: s.buffers, flow: x, body: body}
-	// RFC 9112 section 6.3: a chunked request may have come with a
-	// Content-Length that net/http dropped before hopscope could see it,
-	// the smuggling pair; whatever the client meant by the bytes after the
-	// body, they are never read as a request of their own.
-	cw.closeAfter = r.ProtoMajor == 1 && chunked(r.TransferEncoding)
+	cw.closeAfter = faultyFraming(r)
 	if ex := exchangeFrom(r.Context()); ex != nil {
 		ex.writer = cw
 	}
@@ -382,7 +379,28 @@ func (b *countingBody) failure() error {
 	return nil
 }
 
-// chunked reports whether a request came with a chunked body.
-func chunked(te []string) bool {
-	return len(te) > 0 && te[len(te)-1] == "chunked"
+// faultyFraming reports whether the bytes after r's body cannot be trusted
+// to begin the client's next request, so that the client connection must
+// end after the answer (RFC 9112 sections 6.1 and 6.3). A chunked request
+// may have come with a Content-Length that net/http dropped before
+// hopscope could see it, the smuggling pair. An HTTP/1.0 request may name
+// Transfer-Encoding, which net/http ignores (and removes) for 1.0: the
+// body the client framed by it would be read as requests of their own;
+// only the client's head, as the tap kept it, still shows the field.
+// Whatever the client meant by those bytes, they are never served.
+func faultyFraming(r *http.Request) bool {
+	if r.ProtoMajor != 1 {
+		return false
+	}
+	if te := r.TransferEncoding; len(te) > 0 && te[len(te)-1] == "chunked" {
+		return true
+	}
+	if _, minor := clientProto(r); minor == 0 {
+		for _, name := range wireNamesFrom(r.Context()) {
+			if strings.EqualFold(strings.TrimSpace(name), "Transfer-Encoding") {
+				return true
+			}
+		}
+	}
+	return false
 }

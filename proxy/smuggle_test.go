@@ -68,6 +68,53 @@ func TestChunkedWithContentLengthClosesTheConnection(t *testing.T) {
 	}
 }
 
+// Framing a recipient cannot trust, in every spelling of the smuggling
+// tricks: the client gets one answer and its connection ends, so that a
+// request hidden after (or inside) the body is never served, and the
+// origin sees at most the one request. HTTP/1.0 with Transfer-Encoding
+// is the subtle one: net/http ignores the field for 1.0 (RFC 9112 section
+// 6.1 says the framing is faulty), so a body framed by it would otherwise
+// be read as requests of their own on a kept-alive connection.
+func TestFramingDefectsEndTheConnection(t *testing.T) {
+	up := startRawUpstream(t, okResponse)
+	px := startProxy(t, nil)
+	a := up.addr()
+	smuggled := "GET http://" + a + "/smuggled HTTP/1.1\r\nHost: " + a + "\r\n\r\n"
+	post := func(proto, fields, body string) string {
+		return "POST http://" + a + "/ " + proto + "\r\nHost: " + a + "\r\n" + fields + "\r\n" + body + smuggled
+	}
+	for _, tc := range []struct{ name, raw string }{
+		{"coding other than chunked", post("HTTP/1.1", "Transfer-Encoding: gzip\r\n", "0\r\n\r\n")},
+		{"chunked twice", post("HTTP/1.1", "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n")},
+		{"chunked, chunked", post("HTTP/1.1", "Transfer-Encoding: chunked, chunked\r\n", "0\r\n\r\n")},
+		{"xchunked", post("HTTP/1.1", "Transfer-Encoding: xchunked\r\n", "0\r\n\r\n")},
+		{"space before the colon", post("HTTP/1.1", "Transfer-Encoding : chunked\r\n", "0\r\n\r\n")},
+		{"two Content-Lengths", post("HTTP/1.1", "Content-Length: 5\r\nContent-Length: 6\r\n", "hello!")},
+		{"a Content-Length list", post("HTTP/1.1", "Content-Length: 5, 6\r\n", "hello!")},
+		{"signed Content-Length", post("HTTP/1.1", "Content-Length: +5\r\n", "hello")},
+		{"negative Content-Length", post("HTTP/1.1", "Content-Length: -1\r\n", "hello")},
+		{"HTTP/1.0 chunked", post("HTTP/1.0", "Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n", "")},
+		{"HTTP/1.0 chunked with a Content-Length", post("HTTP/1.0", "Connection: keep-alive\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n", "")},
+		{"HTTP/1.0 chunked, lower case", post("HTTP/1.0", "connection: keep-alive\r\ntransfer-encoding: chunked\r\n", "")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, conn, br := px.rawRequest(tc.raw)
+			body := readBody(t, resp)
+			if !resp.Close {
+				t.Errorf("the answer (%d %q) does not say Connection: close", resp.StatusCode, body)
+			}
+			expectClosed(t, conn, br)
+		})
+	}
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	for _, h := range up.heads {
+		if strings.Contains(h[0], "/smuggled") {
+			t.Fatalf("the hidden request reached the origin: %q", h)
+		}
+	}
+}
+
 // bodyOrigin reads every request body whole before answering, and counts
 // the bodies it received complete and the connections it accepted.
 type bodyOrigin struct {
