@@ -65,14 +65,19 @@ func startBrowser(t *testing.T, ctx context.Context, o browserOptions) context.C
 		chromedp.Flag("metrics-recording-only", true),
 		chromedp.Flag("password-store", "basic"),
 		chromedp.Flag("hide-scrollbars", true),
+		// No name lookups leave the machine: the tests use IP literals
+		// and localhost, and whatever Chromium would look up for itself
+		// fails here at once instead of asking the system's resolver.
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"),
 		chromedp.WindowSize(1440, 900),
 	}
 	if o.Proxy != "" {
 		opts = append(opts,
 			chromedp.ProxyServer("http://"+o.Proxy),
 			// Chromium sends loopback straight out unless told not to;
-			// its own calls home go straight out too (and fail: no
-			// network), so they do not clutter the flows under test.
+			// its own calls home go straight out too and fail at the
+			// resolver rules above, so they neither clutter the flows
+			// under test nor make the proxy look names up.
 			chromedp.Flag("proxy-bypass-list", "<-loopback>;*.google.com;*.googleapis.com;*.gstatic.com;*.gvt1.com"))
 	}
 	if o.SPKI != "" {
