@@ -147,7 +147,9 @@ func TestBrowserFollowsAChattySession(t *testing.T) {
 		}
 	}
 	published := time.Now()
-	defer func() { t.Logf("%d messages published in %v; the page showed the newest %v after", total, published.Sub(pubStart), time.Since(published)) }()
+	defer func() {
+		t.Logf("%d messages published in %v; the page showed the newest %v after", total, published.Sub(pubStart), time.Since(published))
+	}()
 	eventually(t, tab, "the newest message", fmt.Sprintf(`(() => { const r = document.querySelector(".ws-list tbody tr:last-child"); return r && r.innerText.includes('{"tick":%d}'); })()`, total))
 	n, err := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll(".ws-list tr[data-seq]").length`))
 	if err != nil || n > 5000 || n < 100 {
