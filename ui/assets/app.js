@@ -36,6 +36,12 @@ const state = {
   stats: null,
   ws: null, // WebSocket view state of the selected flow
   es: null,
+  // One list per reload in flight: the live changes that arrived while it
+  // waited. Its answer is a snapshot from some moment of that wait, so
+  // they are applied again on top of it, in order (each flow ends at its
+  // newest state), or a flow that arrived meanwhile would vanish.
+  during: new Set(),
+  reloads: 0, // reloads started; only the newest one's answer is drawn
 };
 
 // ---------- formatting ----------
@@ -167,6 +173,9 @@ function updateEmpty() {
 
 async function reload() {
   let data;
+  const during = [];
+  const mine = ++state.reloads;
+  state.during.add(during);
   try {
     data = await (await api("/api/flows?q=" + encodeURIComponent(state.query))).json();
     $("#qerror").textContent = "";
@@ -174,7 +183,12 @@ async function reload() {
   } catch (e) {
     $("#qerror").textContent = e.message;
     return;
+  } finally {
+    state.during.delete(during);
   }
+  // A newer reload is under way (the filter changed, the store was
+  // cleared): its answer, newer than this one, will be drawn instead.
+  if (mine !== state.reloads) return;
   state.flows.clear();
   state.rows.clear();
   state.order = [];
@@ -189,10 +203,20 @@ async function reload() {
     frag.append(tr);
   }
   $("#rows").append(frag);
+  for (const [kind, v] of during) {
+    if (kind === "flow") liveFlow(v);
+    else removeFlow(v);
+  }
   const list = $("#list");
   list.scrollTop = list.scrollHeight;
   setStats(data.stats);
   updateEmpty();
+}
+
+// liveFlow applies a flow's live change to the list.
+function liveFlow(s) {
+  if (state.query && !state.flows.has(s.id)) { reloadSoon(); return; }
+  upsert(s, true);
 }
 
 function setStats(st) {
@@ -232,8 +256,8 @@ function connect() {
   es.addEventListener("flow", (ev) => {
     if (state.paused) { state.missed++; setLive(); return; }
     const s = JSON.parse(ev.data);
-    if (state.query && !state.flows.has(s.id)) { reloadSoon(); return; }
-    upsert(s, true);
+    for (const d of state.during) d.push(["flow", s]);
+    liveFlow(s);
   });
   es.addEventListener("message", (ev) => {
     if (state.paused) return;
@@ -241,7 +265,12 @@ function connect() {
     if (state.query && !state.flows.has(m.flow)) reloadSoon();
     if (state.ws && state.ws.id === m.flow) wsAppend(m.message);
   });
-  es.addEventListener("evict", (ev) => { if (!state.paused) removeFlow(JSON.parse(ev.data).id); });
+  es.addEventListener("evict", (ev) => {
+    if (state.paused) return;
+    const id = JSON.parse(ev.data).id;
+    for (const d of state.during) d.push(["evict", id]);
+    removeFlow(id);
+  });
   es.addEventListener("clear", () => { if (!state.paused) { reload(); closeDetail(); } });
   es.addEventListener("resync", () => { if (!state.paused) resyncSoon(); });
   es.addEventListener("stats", (ev) => setStats(JSON.parse(ev.data)));

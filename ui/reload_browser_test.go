@@ -1,0 +1,67 @@
+package ui
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/hopscope/hopscope/flow"
+)
+
+// heldListSource answers its first list request with a snapshot taken
+// before a new flow arrives, and returns it only once the test lets it: the
+// new flow's live event reaches the browser while the list is on its way.
+type heldListSource struct {
+	*fakeSource
+	once    sync.Once
+	arrive  Flow
+	release chan struct{}
+}
+
+func (h *heldListSource) Flows(query string, limit int) ([]Flow, error) {
+	out, err := h.fakeSource.Flows(query, limit)
+	h.once.Do(func() {
+		h.fakeSource.add(h.arrive)
+		<-h.release
+	})
+	return out, err
+}
+
+// A flow that arrives while the page loads the list is not lost when the
+// (older) list lands on top of it.
+func TestBrowserKeepsAFlowThatArrivesDuringTheListLoad(t *testing.T) {
+	chromiumPath(t)
+	src := &heldListSource{fakeSource: newFakeSource(), release: make(chan struct{})}
+	sampleFlows(src.fakeSource)
+	src.arrive = Flow{ID: 40, Tunnel: &flow.Tunnel{ID: 40, Host: "late.test", Port: 443, Mode: "splice", Status: 502,
+		Error: "could not resolve late.test", Start: time.Now(), Duration: time.Millisecond}}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(src.release)
+		}
+	}
+	defer release()
+	s, ts := newTestUI(t, src, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	tab := startBrowser(t, ctx, browserOptions{})
+	if err := chromedp.Do(tab, chromedp.Navigate(s.URL(ts.URL))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, tab, "the late flow, live", `document.querySelector('#rows tr[data-id="40"]') !== null`)
+	release()
+	// The list lands in one go: once its rows are there, the late flow
+	// must be too (checked once, not polled: a later reconnect would
+	// reload the list and hide the loss).
+	eventually(t, tab, "the list loaded", `document.querySelector('#rows tr[data-id="1"]') !== null`)
+	kept, err := chromedp.Run(tab, chromedp.Evaluate[bool](`document.querySelectorAll("#rows tr").length === 7 && document.querySelector('#rows tr[data-id="40"]') !== null`))
+	if err != nil || !kept {
+		rows, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.querySelector("#rows").innerText`))
+		t.Fatalf("the flow that arrived during the list load is gone (err %v); rows:\n%s", err, rows)
+	}
+}
