@@ -116,7 +116,7 @@ func (e *Engine) InterceptRequest(id flow.ID, req *http.Request) (*http.Response
 	if !whole {
 		p.NotEditable = fmt.Sprintf("the body is longer than %d bytes", httpBodyLimit)
 	}
-	dec, actor := e.wait(p, req.Context().Done())
+	dec, actor := e.wait(p, nil, req.Context().Done())
 	rec := &flow.Intercept{Stage: "request", Breakpoint: name, Actor: actor, Action: dec.Action}
 	before := &flow.HTTPMessage{Header: p.Header, Body: body}
 	switch {
@@ -153,7 +153,7 @@ func (e *Engine) InterceptResponse(id flow.ID, req *http.Request, resp *http.Res
 	if !whole {
 		p.NotEditable = fmt.Sprintf("the body is longer than %d bytes", httpBodyLimit)
 	}
-	dec, actor := e.wait(p, req.Context().Done())
+	dec, actor := e.wait(p, nil, req.Context().Done())
 	rec := &flow.Intercept{Stage: "response", Breakpoint: name, Actor: actor, Action: dec.Action}
 	before := &flow.HTTPMessage{Status: resp.StatusCode, Header: p.Header, Body: body}
 	switch {

@@ -216,7 +216,12 @@ type Paused struct {
 	// Deadline is when it is forwarded unchanged; zero: never.
 	Deadline time.Time
 
-	decided chan Decision
+	// settled is closed once the message is decided (by a person or
+	// the timeout); decision and actor say how. Guarded by Engine.mu.
+	settled  chan struct{}
+	done     bool
+	decision Decision
+	actor    string
 }
 
 // Decision is what a person does with a paused message.
@@ -280,15 +285,23 @@ func (e *Engine) Decide(id uint64, d Decision) error {
 	if err := p.check(&d); err != nil {
 		return err
 	}
-	e.mu.Lock()
-	_, still := e.paused[id]
-	delete(e.paused, id)
-	e.mu.Unlock()
-	if !still {
+	if !e.settle(p, d, "person") {
 		return ErrNotPaused
 	}
-	p.decided <- d // buffered: the relay takes it
 	return nil
+}
+
+// settle decides p once; it reports whether this call did.
+func (e *Engine) settle(p *Paused, d Decision, actor string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if p.done {
+		return false
+	}
+	p.done, p.decision, p.actor = true, d, actor
+	delete(e.paused, p.ID)
+	close(p.settled)
+	return true
 }
 
 // check validates d against the message and fills in what to send.
@@ -414,7 +427,7 @@ func (d *decider) Decide(m *proxy.WSMessageView, v *proxy.WSVerdict) {
 	}
 	e.mu.Unlock()
 	v.Rule = name
-	dec, actor := e.wait(p, d.live.Done())
+	dec, actor := e.wait(p, m.Hold, d.live.Done())
 	switch actor {
 	case "person":
 		d.apply(p, dec, v)
@@ -426,37 +439,32 @@ func (d *decider) Decide(m *proxy.WSMessageView, v *proxy.WSVerdict) {
 }
 
 // wait pauses p until a person decides ("person"), the timeout passes
-// ("timeout": forward) or done is closed ("": forward).
-func (e *Engine) wait(p *Paused, done <-chan struct{}) (Decision, string) {
+// ("timeout": forward) or done is closed ("": forward). hold, when the
+// relay gives one, does the waiting, so that the direction reads on.
+func (e *Engine) wait(p *Paused, hold func(until <-chan struct{}), done <-chan struct{}) (Decision, string) {
 	p.Since = time.Now()
-	p.decided = make(chan Decision, 1)
-	var expire <-chan time.Time
+	p.settled = make(chan struct{})
 	if e.timeout > 0 {
 		p.Deadline = p.Since.Add(e.timeout)
-		t := time.NewTimer(e.timeout)
+		t := time.AfterFunc(e.timeout, func() { e.settle(p, Decision{Action: "forward"}, "timeout") })
 		defer t.Stop()
-		expire = t.C
 	}
 	e.mu.Lock()
 	e.paused[p.ID] = p
 	e.mu.Unlock()
-	actor := ""
-	select {
-	case dec := <-p.decided:
-		return dec, "person"
-	case <-expire:
-		actor = "timeout"
-	case <-done:
+	if hold != nil {
+		hold(p.settled)
+	} else {
+		select {
+		case <-p.settled:
+		case <-done:
+		}
 	}
+	// The session or the client went away: nobody decided.
+	e.settle(p, Decision{Action: "forward"}, "")
 	e.mu.Lock()
-	_, still := e.paused[p.ID]
-	delete(e.paused, p.ID)
-	e.mu.Unlock()
-	if !still {
-		// A person decided just as the wait ended: theirs wins.
-		return <-p.decided, "person"
-	}
-	return Decision{Action: "forward"}, actor
+	defer e.mu.Unlock()
+	return p.decision, p.actor
 }
 
 func (d *decider) apply(p *Paused, dec Decision, v *proxy.WSVerdict) {

@@ -43,11 +43,28 @@ type echoServer struct {
 	received []string
 	closes   []ws.StatusCode
 	arrived  chan string
+	pongs    chan string
 	wg       sync.WaitGroup
+	// conn is the last session's connection; writes go under wmu.
+	conn net.Conn
+	wmu  sync.Mutex
 }
 
 func newEchoServer(deflate bool) *echoServer {
-	return &echoServer{deflate: deflate, arrived: make(chan string, 64)}
+	return &echoServer{deflate: deflate, arrived: make(chan string, 64), pongs: make(chan string, 8)}
+}
+
+func (e *echoServer) write(f ws.Frame) error {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	return ws.WriteFrame(e.conn, f)
+}
+
+// ping sends the client a ping from the server.
+func (e *echoServer) ping(payload string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.write(ws.NewPingFrame([]byte(payload)))
 }
 
 func (e *echoServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -63,6 +80,9 @@ func (e *echoServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.Close()
+	e.mu.Lock()
+	e.conn = conn
+	e.mu.Unlock()
 	_, compress := ext.Accepted()
 	for {
 		f, err := readTestFrame(conn)
@@ -83,10 +103,13 @@ func (e *echoServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			e.mu.Lock()
 			e.closes = append(e.closes, code)
 			e.mu.Unlock()
-			_ = ws.WriteFrame(conn, ws.NewCloseFrame(f.Payload))
+			_ = e.write(ws.NewCloseFrame(f.Payload))
 			return
 		case ws.OpPing:
-			_ = ws.WriteFrame(conn, ws.NewPongFrame(f.Payload))
+			_ = e.write(ws.NewPongFrame(f.Payload))
+			continue
+		case ws.OpPong:
+			e.pongs <- string(f.Payload)
 			continue
 		case ws.OpText, ws.OpBinary:
 		default:
@@ -103,7 +126,7 @@ func (e *echoServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		if err := ws.WriteFrame(conn, answer); err != nil {
+		if err := e.write(answer); err != nil {
 			return
 		}
 	}
@@ -569,4 +592,60 @@ func harOf(t *testing.T, records []flow.Record) *har.HAR {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// While the client's message is paused, the server's ping is answered: the
+// client's pong passes the paused message, and the client's next message
+// waits behind it.
+func TestPauseLetsHeartbeatsThrough(t *testing.T) {
+	for _, path := range paths {
+		t.Run(path, func(t *testing.T) {
+			w := startWorld(t, path, path == "bump", intercept.Options{Breakpoints: []intercept.BreakpointSpec{{Match: policy.WSMatchSpec{From: "client", Contains: "first"}}}})
+			// coder/websocket answers pings while a Read is waiting.
+			answers := make(chan string, 2)
+			go func() {
+				for range 2 {
+					ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+					_, p, err := w.client.Read(ctx)
+					cancel()
+					if err != nil {
+						close(answers)
+						return
+					}
+					answers <- string(p)
+				}
+			}()
+			w.send(t, "first")
+			p := w.paused(t)
+			w.send(t, "second")
+			if err := w.origin.ping("are you there"); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case pong := <-w.origin.pongs:
+				if pong != "are you there" {
+					t.Fatalf("pong %q", pong)
+				}
+			case m := <-w.origin.arrived:
+				t.Fatalf("the server received %q while the first message was paused", m)
+			case <-time.After(10 * time.Second):
+				t.Fatal("the client's pong did not pass the paused message")
+			}
+			w.call(t, "POST", decision(p["id"]), map[string]any{"action": "forward"}, http.StatusOK, nil)
+			if a, b := w.origin.next(t), w.origin.next(t); a != "first" || b != "second" {
+				t.Fatalf("server received %q then %q", a, b)
+			}
+			for _, want := range []string{"echo:first", "echo:second"} {
+				if got := <-answers; got != want {
+					t.Fatalf("client read %q, want %q", got, want)
+				}
+			}
+			pong := w.px.WaitFor(t, func(r flow.Record) bool {
+				return r.Kind == flow.KindWSMessage && r.Message.Opcode == flow.OpPong
+			}, 5*time.Second).Message
+			if !strings.Contains(pong.Note, "paused") {
+				t.Errorf("pong record %+v", pong)
+			}
+		})
+	}
 }

@@ -34,6 +34,11 @@ type WSMessageView struct {
 	// wholly inspected, and not compressed by a sender that keeps its
 	// compression context (the receiver's history would break).
 	Modifiable bool
+	// Hold, when set, is how a decider waits for a person: it returns
+	// once until is closed (or the session ends), and meanwhile the
+	// direction reads on, passing its peer's pings and pongs while later
+	// messages wait in order. nil: block some other way.
+	Hold func(until <-chan struct{})
 }
 
 // WSVerdict is what the deciders say about one message. The relay starts
@@ -96,6 +101,7 @@ func (d *wsDirection) decide(m *wsframe.Message) *WSVerdict {
 		Payload: m.Payload, Len: messageLen(m), Truncated: m.Truncated, Compressed: m.Compressed,
 		Held:       held,
 		Modifiable: held && !m.Truncated && (!m.Compressed || d.canModifyCompressed),
+		Hold:       d.holdFn,
 	}
 	for _, dec := range d.deciders {
 		dec.Decide(view, v)

@@ -14,6 +14,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/hopscope/hopscope/flow"
+	"github.com/hopscope/hopscope/policy"
 	"github.com/hopscope/hopscope/proxy/wsframe"
 )
 
@@ -211,6 +212,7 @@ func (sess *wsSession) direction(from wsframe.Side, src, dst *wsPeer, takeover b
 	}
 	if sess.intercept != nil {
 		d.deciders = append(d.deciders, sess.intercept)
+		d.holdFn = d.holdMessage
 	}
 	if d.faults != nil {
 		d.deciders = append(d.deciders, faultDecider{faults: d.faults})
@@ -319,6 +321,18 @@ type wsDirection struct {
 	verdict  WSVerdict     // reused for every message
 	view     WSMessageView // reused for every message
 
+	// What a direction reads while a decider holds a message (wshold.go);
+	// lastEnd is the offset in the chunk just after the bytes the parser
+	// gave last, -1 when they were assembled from earlier chunks.
+	ahead      [][]byte
+	aheadBytes int
+	aheadErr   error
+	scan       aheadScan
+	sentAhead  int
+	lastEnd    int
+	holdFn     func(until <-chan struct{}) // nil: a decider's hold just waits
+	cr         *chunkReader                // the pump's reader, told when a hold moved its deadline
+
 	messages, wireBytes int64
 	// slab holds the payload copies made for observers, so that copying
 	// them costs an allocation per block, not per message.
@@ -333,7 +347,8 @@ type wsDirection struct {
 // pump reads the direction's source and feeds each chunk to the parser.
 func (d *wsDirection) pump(pl *poller, end func(*wsDirection, error)) *pump {
 	cr := newChunkReader(d.src.conn, d.sess.srv.buffers, d.sess.idle)
-	p := newPump(cr, pl, d.feed, func(err error) { end(d, err) })
+	d.cr = cr
+	p := newPump(cr, pl, d.handle, func(err error) { end(d, err) })
 	// The slab's block (16 KiB) would otherwise stay with an idle session
 	// for its whole life; records already published keep their copies.
 	p.quiet = func() { d.slab = flow.Slab{} }
@@ -343,7 +358,7 @@ func (d *wsDirection) pump(pl *poller, end func(*wsDirection, error)) *pump {
 // start feeds the bytes the handshake reader already held, then relays.
 func (d *wsDirection) start(p *pump, prefix []byte) {
 	if len(prefix) > 0 {
-		if err := d.feed(prefix); err != nil {
+		if err := d.handle(prefix); err != nil {
 			p.end(err)
 			return
 		}
@@ -351,9 +366,19 @@ func (d *wsDirection) start(p *pump, prefix []byte) {
 	p.run()
 }
 
+// handle feeds a chunk, then what was read ahead while a message in it
+// was held (wshold.go).
+func (d *wsDirection) handle(chunk []byte) error {
+	err := d.feed(chunk)
+	if err == nil && d.scan.on {
+		err = d.feedAhead()
+	}
+	return err
+}
+
 // feed parses one chunk and passes it on.
 func (d *wsDirection) feed(chunk []byte) error {
-	d.chunk, d.segLive, d.frameOff = chunk, false, -1
+	d.chunk, d.segLive, d.frameOff, d.lastEnd = chunk, false, -1, -1
 	if d.sess.srv.flows.Active() {
 		d.arrived = time.Now()
 	}
@@ -425,6 +450,7 @@ func flowSide(s wsframe.Side) flow.Side {
 // A control frame is always held until it is complete and checked (at most
 // 131 bytes), so that a bad one never reaches the other side.
 func (d *wsDirection) Header(h ws.Header, raw []byte, off int) error {
+	d.lastEnd = end(raw, off)
 	d.ctrl = h.OpCode.IsControl()
 	if d.ctrl {
 		d.ctrlN = copy(d.ctrlHeld[:], raw)
@@ -448,6 +474,7 @@ func (d *wsDirection) Header(h ws.Header, raw []byte, off int) error {
 
 // Payload implements wsframe.Sink.
 func (d *wsDirection) Payload(raw []byte, off int) error {
+	d.lastEnd = end(raw, off)
 	if d.ctrl {
 		d.ctrlN += copy(d.ctrlHeld[d.ctrlN:], raw)
 		return nil
@@ -535,6 +562,14 @@ func (d *wsDirection) releaseHeld() {
 	}
 }
 
+// end is the offset just after raw in the chunk, -1 when unknown.
+func end(raw []byte, off int) int {
+	if off < 0 {
+		return -1
+	}
+	return off + len(raw)
+}
+
 // Message implements wsframe.Sink: the deciders say what happens to the
 // message, the relay publishes it with their verdict and applies it.
 func (d *wsDirection) Message(m *wsframe.Message) error {
@@ -542,6 +577,14 @@ func (d *wsDirection) Message(m *wsframe.Message) error {
 	d.wireBytes += m.WireLen
 	if m.Op == ws.OpClose {
 		d.sess.noteClose(d.from.String(), m.CloseCode, m.CloseReason)
+	}
+	if d.sentAhead > 0 && (m.Op == ws.OpPing || m.Op == ws.OpPong) {
+		// Sent on while a message before it was held.
+		d.sentAhead--
+		v := &d.verdict
+		*v = WSVerdict{Action: policy.WSPass, Note: "passed while a message before it was paused"}
+		d.publish(m, v)
+		return nil
 	}
 	v := d.decide(m)
 	d.publish(m, v)
