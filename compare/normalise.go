@@ -23,6 +23,9 @@ type Normaliser struct {
 	// answer's fields is the one thing it cannot reproduce; the order of
 	// the fields the origin receives is compared either way.
 	SortAnswerFields bool
+	// Unresolvable replaces the probes' unresolvable host name (default
+	// Unresolvable); either is shown as "<unresolvable>".
+	Unresolvable string
 
 	origin, proxy string // set by Run
 }
@@ -34,6 +37,7 @@ var versionPattern = regexp.MustCompile(`(?i)\b(squid|tinyproxy)/[0-9][0-9a-z.\-
 
 // text normalises one value.
 func (n Normaliser) text(s string) string {
+	s = strings.ReplaceAll(s, n.unresolvable(), "<unresolvable>")
 	if n.origin != "" {
 		host, port, _ := net.SplitHostPort(n.origin)
 		s = strings.ReplaceAll(s, n.origin, "<origin>")
@@ -98,4 +102,11 @@ func (n Normaliser) result(r Result) Result {
 	}
 	r.Err = n.text(r.Err)
 	return r
+}
+
+func (n Normaliser) unresolvable() string {
+	if n.Unresolvable != "" {
+		return n.Unresolvable
+	}
+	return Unresolvable
 }

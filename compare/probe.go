@@ -32,7 +32,8 @@ type Probe struct {
 	// Name identifies the probe in tables and diffs.
 	Name string
 	// Send is written to the proxy as it is, after these replacements:
-	// {origin} the origin's host:port, {port} its port.
+	// {origin} the origin's host:port, {port} its port, {unresolvable} a
+	// host name that cannot be resolved.
 	Send string
 	// Tunnel, for a CONNECT probe, is written into the tunnel after a 2xx
 	// answer, with the same replacements; empty: the tunnel is not used.
@@ -80,7 +81,7 @@ func Run(ctx context.Context, proxyAddr string, p Probe, n Normaliser) Result {
 	defer o.close()
 	n.origin = o.addr
 	n.proxy = proxyAddr
-	res := exchange(ctx, proxyAddr, p, o.addr)
+	res := exchange(ctx, proxyAddr, p, o.addr, n.unresolvable())
 	o.close() // its goroutines are done: what it saw is complete
 	if v, ok := o.first(); ok {
 		res.Origin = &v
@@ -107,12 +108,12 @@ func startProbeOrigin(p Probe) (*origin, error) {
 	return startOrigin(addr, p.Origin)
 }
 
-func expand(s, originAddr string) string {
+func expand(s, originAddr, unresolvable string) string {
 	_, port, _ := net.SplitHostPort(originAddr)
-	return strings.NewReplacer("{origin}", originAddr, "{port}", port).Replace(s)
+	return strings.NewReplacer("{origin}", originAddr, "{port}", port, "{unresolvable}", unresolvable).Replace(s)
 }
 
-func exchange(ctx context.Context, proxyAddr string, p Probe, originAddr string) Result {
+func exchange(ctx context.Context, proxyAddr string, p Probe, originAddr, unresolvable string) Result {
 	d := net.Dialer{Timeout: probeTimeout}
 	c, err := d.DialContext(ctx, "tcp", proxyAddr)
 	if err != nil {
@@ -121,7 +122,7 @@ func exchange(ctx context.Context, proxyAddr string, p Probe, originAddr string)
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	send := expand(p.Send, originAddr)
+	send := expand(p.Send, originAddr, unresolvable)
 	method := firstWord(send)
 	if _, err := io.WriteString(c, send); err != nil {
 		return Result{Err: fmt.Sprintf("sending the probe: %v", err)}
@@ -129,7 +130,7 @@ func exchange(ctx context.Context, proxyAddr string, p Probe, originAddr string)
 	br := bufio.NewReader(c)
 	res, open := readAnswer(c, br, method)
 	if open && method == "CONNECT" && statusCode(res.Status)/100 == 2 && p.Tunnel != "" {
-		inner := expand(p.Tunnel, originAddr)
+		inner := expand(p.Tunnel, originAddr, unresolvable)
 		if _, err := io.WriteString(c, inner); err != nil {
 			res.Err = fmt.Sprintf("writing into the tunnel: %v", err)
 			return res

@@ -9,6 +9,13 @@ import (
 // final empty line.
 const get = "GET http://{origin}/p HTTP/1.1\r\nHost: {origin}\r\nUser-Agent: probe/1\r\nAccept: */*\r\n"
 
+// Unresolvable is the probes' default host name that cannot be
+// resolved: a label longer than DNS allows (63 bytes), so that the lookup
+// fails on this machine, before any query leaves it. A proxy that sends
+// such a name to its name server anyway (squid) is probed with a plain
+// .invalid name and a name server of the test's (Normaliser.Unresolvable).
+var Unresolvable = strings.Repeat("x", 64) + ".invalid"
+
 const wsHandshake = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 
 // Probes returns the probes every profile is compared on: forwarding,
@@ -39,7 +46,7 @@ func Probes() []Probe {
 		{Name: "origin-big-header", Send: get + "\r\n", Origin: OriginBigHeader},
 		{Name: "origin-empty-reply", Send: get + "\r\n", Origin: OriginEmpty},
 		{Name: "origin-refused", Send: get + "\r\n", Origin: OriginRefused},
-		{Name: "unresolvable-host", Send: "GET http://no-such-host.invalid/p HTTP/1.1\r\nHost: no-such-host.invalid\r\n\r\n"},
+		{Name: "unresolvable-host", Send: "GET http://{unresolvable}/p HTTP/1.1\r\nHost: {unresolvable}\r\n\r\n"},
 		{Name: "bad-request-line", Send: "GARBAGE\r\n\r\n"},
 		{Name: "oversized-header", Send: get + "X-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n"},
 		{Name: "origin-form", Send: "GET /p HTTP/1.1\r\nHost: {origin}\r\n\r\n"},
@@ -51,7 +58,7 @@ func Probes() []Probe {
 		{Name: "connect-443-websocket", Send: "CONNECT {origin} HTTP/1.1\r\nHost: {origin}\r\n\r\n", Tunnel: "GET /ws HTTP/1.1\r\nHost: {origin}\r\n" + wsHandshake, Origin: OriginWebSocket, OriginAddr: "443"},
 		{Name: "connect-443-http10", Send: "CONNECT {origin} HTTP/1.0\r\n\r\n", Tunnel: "GET /t HTTP/1.1\r\nHost: {origin}\r\n\r\n", OriginAddr: "443"},
 		{Name: "connect-443-refused", Send: "CONNECT {origin} HTTP/1.1\r\nHost: {origin}\r\n\r\n", Origin: OriginRefused, OriginAddr: "443"},
-		{Name: "connect-unresolvable", Send: "CONNECT no-such-host.invalid:443 HTTP/1.1\r\nHost: no-such-host.invalid:443\r\n\r\n"},
+		{Name: "connect-unresolvable", Send: "CONNECT {unresolvable}:443 HTTP/1.1\r\nHost: {unresolvable}:443\r\n\r\n"},
 	}
 }
 

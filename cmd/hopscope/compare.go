@@ -31,6 +31,7 @@ func runCompare(ctx context.Context, args []string, stdout io.Writer) error {
 	ignoreVersions := fs.Bool("ignore-versions", false, "compare squid/X and tinyproxy/X without their versions")
 	keepOrder := fs.Bool("keep-order", false, "compare the order of the answer's header fields too (hopscope writes them sorted by name)")
 	only := fs.String("probes", "", "comma-separated probes to run (default all)")
+	unresolvable := fs.String("unresolvable", "", "host `name` the real proxy is probed with where a name must not resolve (default: one with a label too long for DNS, refused before any query; squid asks its name server even so, and needs a plain name such as no-such-host.invalid)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			fmt.Fprintln(stdout, "Usage: hopscope compare --real HOST:PORT --profile NAME [--host NAME] [--auth USER:PASS] [--ignore-versions] [--keep-order] [--probes LIST]")
@@ -86,12 +87,14 @@ func runCompare(ctx context.Context, args []string, stdout io.Writer) error {
 			n.Hosts = append(n.Hosts, h)
 		}
 	}
+	realN := n
+	realN.Unresolvable = *unresolvable
 	var rows []compare.Row
 	for _, p := range probes {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		rows = append(rows, compare.Row{Probe: p.Name, Left: compare.Run(ctx, *realAddr, p, n), Right: compare.Run(ctx, addr, p, n)})
+		rows = append(rows, compare.Row{Probe: p.Name, Left: compare.Run(ctx, *realAddr, p, realN), Right: compare.Run(ctx, addr, p, n)})
 	}
 	name := "hopscope"
 	if *profile != "" {
