@@ -129,15 +129,19 @@ func summarize(f *Flow) Summary {
 		sum.Size = t.BytesUp + t.BytesDown
 		sum.Client = t.Client.Addr
 		sum.Error = t.Error
-		switch t.Mode {
-		case "bump":
+		switch {
+		case t.Status != 0 && t.Status != http.StatusOK:
+			// Refused by the destination or unreachable: nothing was
+			// spliced or bumped, whatever mode it was meant for.
+			sum.Note = "not opened"
+		case t.Mode == "bump":
 			sum.Note = "bumped (TLS opened with the local CA)"
 			if t.SNI != "" {
 				sum.Note += ", SNI " + t.SNI
 			}
-		case "splice":
+		case t.Mode == "splice":
 			sum.Note = "spliced byte for byte"
-		case "http":
+		case t.Mode == "http":
 			sum.Note = "plaintext HTTP inside"
 		}
 	case f.Denial != nil:

@@ -232,6 +232,33 @@ func TestUIBodiesAreDecodedForViewing(t *testing.T) {
 	}
 }
 
+// A tunnel's note says what became of it: one that never opened (its
+// destination did not resolve) was not "spliced byte for byte".
+func TestUITunnelNoteSaysWhatHappened(t *testing.T) {
+	src := newFakeSource()
+	src.add(Flow{ID: 1, Tunnel: &flow.Tunnel{ID: 1, Host: "nowhere.test", Port: 443, Mode: "splice", Status: 502, Error: "hopscope could not resolve the host nowhere.test"}})
+	src.add(Flow{ID: 2, Tunnel: &flow.Tunnel{ID: 2, Host: "pinned.test", Port: 443, Mode: "splice", Status: 200, BytesUp: 10, BytesDown: 20}})
+	src.add(Flow{ID: 3, Tunnel: &flow.Tunnel{ID: 3, Host: "shop.test", Port: 443, Mode: "bump", Status: 200, SNI: "shop.test"}})
+	_, ts := newTestUI(t, src, Options{})
+	resp, body := get(t, http.DefaultClient, ts.URL+"/api/flows", bearer())
+	var list struct {
+		Flows []struct {
+			ID    string `json:"id"`
+			Note  string `json:"note"`
+			Error string `json:"error"`
+		} `json:"flows"`
+	}
+	if err := json.Unmarshal([]byte(body), &list); err != nil || resp.StatusCode != 200 || len(list.Flows) != 3 {
+		t.Fatalf("list: %d %v %s", resp.StatusCode, err, body)
+	}
+	want := map[string]string{"1": "not opened", "2": "spliced byte for byte", "3": "bumped (TLS opened with the local CA), SNI shop.test"}
+	for _, f := range list.Flows {
+		if f.Note != want[f.ID] {
+			t.Errorf("tunnel %s: note %q, want %q", f.ID, f.Note, want[f.ID])
+		}
+	}
+}
+
 func TestUIDetailMarksHopByHopHeaders(t *testing.T) {
 	src := newFakeSource()
 	src.add(Flow{ID: 1, Exchange: &flow.Exchange{ID: 1, Method: "GET", URL: "http://example.test/a", Status: 200,
