@@ -154,7 +154,16 @@
       };
       buttons.push(
         h("button", { class: "ix-edit", on: { click: () => { try { const d = withHead(Object.assign({ action: "edit" }, p.editable ? edited() : {})); if (p.kind === "response") d.status = Number(status.value); act(d); } catch (e) { say(e.message, true); } } } }, "Edit & forward"),
-        h("button", { class: "ix-respond", on: { click: () => { try { act(withHead(Object.assign({ action: "respond", status: Number(status.value) }, edited()))); } catch (e) { say(e.message, true); } } } }, "Respond"), status);
+        h("button", { class: "ix-respond", title: p.kind === "request" ? "Answer the client yourself; the request does not go upstream" : "Replace the answer", on: { click: () => {
+          try {
+            const d = Object.assign({ action: "respond", status: Number(status.value) }, edited());
+            // A request's header is no answer's: a local answer gets a
+            // plain one, a replaced answer the header as edited.
+            if (p.kind === "request") d.header = { "Content-Type": ["text/plain; charset=utf-8"] };
+            else withHead(d);
+            act(d);
+          } catch (e) { say(e.message, true); }
+        } } }, "Respond"), status);
     }
     const title = ws ? `${p.from} → ${p.from === "client" ? "server" : "client"} · ${p.type}` : `${p.kind} · ${p.method}${p.status ? " · " + p.status : ""}`;
     const el = h("div", { class: "ix-card", "data-id": p.id },
