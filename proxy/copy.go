@@ -18,18 +18,27 @@ import (
 const copyBufferSize = 256 << 10
 
 // bufferPool lends relay buffers. A relay takes one only while bytes are
-// in flight, so an idle tunnel or WebSocket holds none.
-type bufferPool struct{ pool sync.Pool }
+// in flight, so an idle tunnel or WebSocket holds none. Small buffers are
+// for reads through TLS, which return at most one record each.
+type bufferPool struct{ pool, small sync.Pool }
 
 func newBufferPool() *bufferPool {
-	return &bufferPool{pool: sync.Pool{New: func() any {
-		b := make([]byte, copyBufferSize)
-		return &b
-	}}}
+	return &bufferPool{
+		pool: sync.Pool{New: func() any {
+			b := make([]byte, copyBufferSize)
+			return &b
+		}},
+		small: sync.Pool{New: func() any {
+			b := make([]byte, genericChunkSize)
+			return &b
+		}},
+	}
 }
 
-func (p *bufferPool) get() *[]byte  { return p.pool.Get().(*[]byte) }
-func (p *bufferPool) put(b *[]byte) { p.pool.Put(b) }
+func (p *bufferPool) get() *[]byte       { return p.pool.Get().(*[]byte) }
+func (p *bufferPool) put(b *[]byte)      { p.pool.Put(b) }
+func (p *bufferPool) getSmall() *[]byte  { return p.small.Get().(*[]byte) }
+func (p *bufferPool) putSmall(b *[]byte) { p.small.Put(b) }
 
 // genericChunkSize is the read buffer of connections without a file
 // descriptor; TLS returns at most one 16 KiB record per read anyway.

@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"os"
@@ -15,16 +16,20 @@ import (
 // for readability through the runtime poller without holding a buffer and
 // borrows one from the pool only for the bytes that are ready, so thousands
 // of idle relays cost no buffer memory. Deadlines set on the connection
-// still apply. Other connections (TLS) read into a buffer of their own.
+// still apply. Other connections (TLS) read into a small pooled buffer,
+// held while a read waits: a quiet one gives it back (see pump).
 type chunkReader struct {
-	conn     net.Conn
-	pool     *bufferPool
-	raw      syscall.RawConn
+	conn net.Conn
+	pool *bufferPool
+	raw  syscall.RawConn
+	// parkRaw is the socket a pump parks on: raw, or the one under a TLS
+	// connection; nil: none.
+	parkRaw  syscall.RawConn
 	counters []*atomic.Int64       // wrappers between conn and its socket that count reads
 	idle     *idleClock            // nil: no idle limit
 	read     func(fd uintptr) bool // r.onReady, bound once, not per read
 	r        readyReader
-	own      []byte
+	own      *[]byte // the buffer of the last generic read, until release
 	// quiet, when set, makes next answer errQuiet after that long
 	// without bytes (see pump); quietArmed and readSince track the
 	// deadline set for it.
@@ -34,7 +39,7 @@ type chunkReader struct {
 
 // canPark reports whether a pump may park this reader: it must wait on a
 // socket of its own, and no idle limit may be counting on its deadline.
-func (c *chunkReader) canPark() bool { return c.raw != nil && c.idle == nil }
+func (c *chunkReader) canPark() bool { return c.parkRaw != nil && c.idle == nil }
 
 func newChunkReader(conn net.Conn, pool *bufferPool, idle *idleClock) *chunkReader {
 	c := &chunkReader{conn: conn, pool: pool, idle: idle}
@@ -44,6 +49,16 @@ func newChunkReader(conn net.Conn, pool *bufferPool, idle *idleClock) *chunkRead
 			c.raw = raw
 			c.r.pool = pool
 			c.read = c.r.onReady
+			c.parkRaw = raw
+		}
+	} else if tc := tlsOf(conn); tc != nil {
+		// A TLS read that times out can be retried, and one that timed
+		// out holds no complete record back, so waiting for the socket
+		// under it is enough to know when to read again.
+		if sc, _ := socketOf(tc.NetConn()); sc != nil {
+			if raw, err := sc.SyscallConn(); err == nil {
+				c.parkRaw = raw
+			}
 		}
 	}
 	return c
@@ -51,13 +66,13 @@ func newChunkReader(conn net.Conn, pool *bufferPool, idle *idleClock) *chunkRead
 
 func (c *chunkReader) read1() ([]byte, error) {
 	if c.raw == nil {
-		if c.own == nil {
-			c.own = make([]byte, genericChunkSize)
-		}
-		n, err := c.conn.Read(c.own)
+		b := c.pool.getSmall()
+		n, err := c.conn.Read(*b)
 		if n > 0 {
-			return c.own[:n], nil
+			c.own = b
+			return (*b)[:n], nil
 		}
+		c.pool.putSmall(b)
 		return nil, err
 	}
 	if err := c.raw.Read(c.read); err != nil {
@@ -105,8 +120,31 @@ func socketOf(c net.Conn) (syscall.Conn, []*atomic.Int64) {
 	}
 }
 
+// tlsOf finds the TLS connection under hopscope's own wrappers, nil if
+// there is none.
+func tlsOf(c net.Conn) *tls.Conn {
+	for {
+		switch v := c.(type) {
+		case *tls.Conn:
+			return v
+		case *closeNotifyConn:
+			c = v.Conn
+		case *headTap:
+			c = v.Conn
+		case *countingConn:
+			c = v.Conn
+		default:
+			return nil
+		}
+	}
+}
+
 // release returns the buffer of the last chunk.
 func (c *chunkReader) release() {
+	if c.own != nil {
+		c.pool.putSmall(c.own)
+		c.own = nil
+	}
 	if c.r.buf != nil {
 		c.pool.put(c.r.buf)
 		c.r.buf = nil

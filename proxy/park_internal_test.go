@@ -3,6 +3,8 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +17,8 @@ import (
 	"github.com/gobwas/ws/wsutil"
 	"github.com/rs/zerolog"
 
+	"github.com/hopscope/hopscope/certs"
+	"github.com/hopscope/hopscope/mitm"
 	"github.com/hopscope/hopscope/policy"
 )
 
@@ -175,4 +179,90 @@ func readN(t *testing.T, c net.Conn, n int) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// A bumped wss:// WebSocket parks too: TLS reads that time out are
+// retried, and the socket under each TLS connection wakes its pump.
+func TestQuietBumpedWebSocketParks(t *testing.T) {
+	originCA, err := certs.Create(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, _, err := ws.UpgradeHTTP(r, w)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		for {
+			msg, op, err := wsutil.ReadClientData(conn)
+			if err != nil {
+				return
+			}
+			if err := wsutil.WriteServerMessage(conn, op, msg); err != nil {
+				return
+			}
+		}
+	}))
+	origin.TLS = mitm.NewIssuer(originCA, mitm.IssuerOptions{}).ServerConfig("localhost", nil)
+	origin.StartTLS()
+	defer origin.Close()
+	originRoots := x509.NewCertPool()
+	originRoots.AddCert(originCA.Cert)
+	ca, err := certs.Create(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyRoots := x509.NewCertPool()
+	proxyRoots.AddCert(ca.Cert)
+
+	pol := policy.New()
+	pol.ConnectPorts = policy.MustParsePortSet("*")
+	pol.Bump.All = true
+	srv, err := New(&Options{Policy: pol, CA: ca, Issuer: mitm.NewIssuer(ca, mitm.IssuerOptions{}),
+		UpstreamTLS: &tls.Config{RootCAs: originRoots}}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.poller.quiet = 20 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}()
+
+	_, port, _ := net.SplitHostPort(origin.Listener.Addr().String())
+	host := net.JoinHostPort("localhost", port)
+	raw := dialTunnel(t, ln.Addr().String(), host)
+	conn := tls.Client(raw, &tls.Config{ServerName: "localhost", RootCAs: proxyRoots, NextProtos: []string{"http/1.1"}})
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /chat HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", host)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{br, conn}
+	for range 2 {
+		if err := wsutil.WriteClientText(rw, []byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		msg, err := wsutil.ReadServerText(rw)
+		if err != nil || string(msg) != "hello" {
+			t.Fatalf("echoed %q, %v", msg, err)
+		}
+		waitParked(t, srv, 2)
+	}
+	conn.Close()
+	waitParked(t, srv, 0)
+	waitRelays(t, srv, 0)
 }

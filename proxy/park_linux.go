@@ -59,7 +59,7 @@ func (pl *poller) park(p *pump) bool {
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
 		Fd: int32(token), Pad: int32(token >> 32)}
 	var addErr error
-	if err := p.cr.raw.Control(func(fd uintptr) {
+	if err := p.cr.parkRaw.Control(func(fd uintptr) {
 		addErr = syscall.EpollCtl(pl.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
 	}); err != nil || addErr != nil {
 		return false
@@ -137,7 +137,7 @@ func (pl *poller) loop(rc syscall.RawConn) {
 // unregister takes p's socket out of the epoll set; pl.mu is held. A
 // socket closed meanwhile has left the set by itself.
 func (pl *poller) unregister(p *pump) {
-	_ = p.cr.raw.Control(func(fd uintptr) {
+	_ = p.cr.parkRaw.Control(func(fd uintptr) {
 		_ = syscall.EpollCtl(pl.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 	})
 }
