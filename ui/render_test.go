@@ -132,9 +132,21 @@ func TestBrowserFollowsAChattySession(t *testing.T) {
 	tab := startBrowser(t, ctx, browserOptions{})
 	do(t, tab, "opening the UI", chromedp.Navigate(s.URL(ts.URL)))
 	eventually(t, tab, "the session row", `document.querySelector('#rows tr[data-id="1"]') !== null`)
+	// A burst of exchanges: every row arrives, live.
+	const burst = 1000
+	var recs []flow.Record
+	for i := 0; i < burst; i++ {
+		id := flow.ID(100 + i)
+		recs = append(recs, flow.Record{Kind: flow.KindExchange, Exchange: &flow.Exchange{ID: id, Method: "GET", URL: fmt.Sprintf("http://burst.test/item/%d", i), Status: 200, Start: start}})
+		if len(recs) == 250 {
+			st.Observe(recs)
+			recs = nil
+		}
+	}
+	eventually(t, tab, "every row of the burst", fmt.Sprintf(`document.querySelectorAll("#rows tr").length === %d`, burst+1))
 	do(t, tab, "opening the session", chromedp.Click(chromedp.CSS(`#rows tr[data-id="1"]`)))
 	eventually(t, tab, "the timeline", `document.querySelector(".ws-list") !== null`)
-	const total = 30000
+	const total = 20000
 	pubStart := time.Now()
 	batch := make([]flow.Record, 0, 500)
 	for seq := uint64(1); seq <= total; seq++ {
@@ -151,8 +163,7 @@ func TestBrowserFollowsAChattySession(t *testing.T) {
 		t.Logf("%d messages published in %v; the page showed the newest %v after", total, published.Sub(pubStart), time.Since(published))
 	}()
 	eventually(t, tab, "the newest message", fmt.Sprintf(`(() => { const r = document.querySelector(".ws-list tbody tr:last-child"); return r && r.innerText.includes('{"tick":%d}'); })()`, total))
-	n, err := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll(".ws-list tr[data-seq]").length`))
-	if err != nil || n > 5000 || n < 100 {
-		t.Errorf("the timeline holds %d rows (%v): want the newest, at most 5000", n, err)
-	}
+	// Settled (a reload after dropped changes may still be on its way):
+	// the newest last, the page's size bounded.
+	eventually(t, tab, "a bounded timeline ending at the newest", fmt.Sprintf(`(() => { const rows = document.querySelectorAll(".ws-list tr[data-seq]"); const r = document.querySelector(".ws-list tbody tr:last-child"); return rows.length >= 100 && rows.length <= 5500 && r && r.innerText.includes('{"tick":%d}'); })()`, total))
 }

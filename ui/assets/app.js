@@ -142,8 +142,6 @@ function upsert(s, fresh) {
 
 function insertRow(tr, s) {
   const body = $("#rows");
-  const list = $("#list");
-  const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 30;
   // Rows stay in arrival order: most arrive last.
   let next = null;
   for (let i = body.children.length - 1; i >= 0; i--) {
@@ -152,7 +150,27 @@ function insertRow(tr, s) {
     if (cs && cs.seq > s.seq) next = c; else break;
   }
   body.insertBefore(tr, next);
+}
+
+// Live rows are applied in batches, at most every 100 ms: a burst of
+// thousands of flows costs one layout per batch.
+let flowQueue = [];
+let flowTimer = null;
+function queueFlow(s) {
+  flowQueue.push(s);
+  if (!flowTimer) flowTimer = setTimeout(flushFlows, 100);
+}
+function flushFlows() {
+  flowTimer = null;
+  const list = $("#list");
+  const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 30;
+  const batch = flowQueue;
+  flowQueue = [];
+  const latest = new Map();
+  for (const s of batch) latest.set(s.id, s); // a flow's newest row wins
+  for (const s of latest.values()) liveFlow(s);
   if (atBottom) list.scrollTop = list.scrollHeight;
+  setStats(state.stats);
 }
 
 function removeFlow(id) {
@@ -166,9 +184,11 @@ function removeFlow(id) {
 function updateEmpty() {
   const e = $("#empty");
   e.hidden = state.rows.size > 0;
-  if (state.flows.size > 0 && state.rows.size === 0) e.innerHTML = "<p><b>No flow matches the filter.</b></p>";
-  else if (state.query) e.innerHTML = "<p><b>No flow matches the filter.</b></p>";
-  else e.innerHTML = "<p><b>No flows yet.</b></p><p>Point a browser or <code>curl -x</code> at hopscope and traffic appears here as it happens.</p>";
+  if (e.hidden) return;
+  const html = state.flows.size > 0 || state.query
+    ? "<p><b>No flow matches the filter.</b></p>"
+    : "<p><b>No flows yet.</b></p><p>Point a browser or <code>curl -x</code> at hopscope and traffic appears here as it happens.</p>";
+  if (e.innerHTML !== html) e.innerHTML = html;
 }
 
 async function reload() {
@@ -257,7 +277,7 @@ function connect() {
     if (state.paused) { state.missed++; setLive(); return; }
     const s = JSON.parse(ev.data);
     for (const d of state.during) d.push(["flow", s]);
-    liveFlow(s);
+    queueFlow(s);
   });
   es.addEventListener("message", (ev) => {
     if (state.paused) return;
