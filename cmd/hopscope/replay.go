@@ -111,10 +111,21 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // runRecord is `hopscope record --out FILE [serve flags]`: the proxy, with
 // every flow written to FILE as HAR when it stops (--har FILE).
+// recordUsage is what hopscope record --help prints.
+const recordUsage = `Usage:
+  hopscope record --out FILE.har [flags]
+      run the proxy and, when it stops (Ctrl-C), write every flow it kept,
+      WebSocket messages and their times included, to FILE.har; the flags
+      are the proxy's (hopscope --help); replay it with hopscope replay FILE.har
+`
+
 func runRecord(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	out, rest := "", make([]string, 0, len(args))
 	for i := 0; i < len(args); i++ {
 		switch a := args[i]; {
+		case a == "-h" || a == "-help" || a == "--help":
+			fmt.Fprint(stdout, recordUsage)
+			return flag.ErrHelp
 		case a == "--out" || a == "-out":
 			if i+1 == len(args) {
 				return config.UsageError{Msg: "hopscope record: --out needs a file"}

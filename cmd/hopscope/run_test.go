@@ -82,6 +82,13 @@ func TestVersionAndHelp(t *testing.T) {
 			t.Errorf("help does not list hopscope %s", sub)
 		}
 	}
+	// Each subcommand's --help is its usage, not a complaint.
+	for _, sub := range []string{"bench", "compare", "record", "replay"} {
+		out.Reset()
+		if err := run(context.Background(), []string{sub, "--help"}, &out, io.Discard); !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "hopscope "+sub) {
+			t.Errorf("hopscope %s --help: %v, printed %q", sub, err, out.String())
+		}
+	}
 	err = run(context.Background(), []string{"--listen", "127.0.0.1:0", "replay", "x.har"}, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "a subcommand comes first") {
 		t.Errorf("a subcommand after flags: %v", err)
