@@ -172,21 +172,23 @@ func ms(d time.Duration) float64 {
 	return float64(d.Microseconds()) / 1000
 }
 
-func (l *Log) http(x *flow.Exchange) {
-	ev := l.log.Info()
-	if x.Status >= 500 {
-		ev = l.log.Warn()
+// warnIf is the level of an event that is a warning when warn is set.
+func warnIf(warn bool) zerolog.Level {
+	if warn {
+		return zerolog.WarnLevel
 	}
+	return zerolog.InfoLevel
+}
+
+func (l *Log) http(x *flow.Exchange) {
+	ev := l.log.WithLevel(warnIf(x.Status >= 500))
 	if ev == nil {
 		return
 	}
-	ev.Str("event", EventHTTP).Uint64("conn", x.Client.Conn).Str("client", x.Client.Addr).
+	conn(ev, EventHTTP, x.Client, x.Tunnel).
 		Str("method", x.Method).Str("url", x.URL).Str("proto", x.Proto).
 		Int("status", x.Status).Int64("req_bytes", x.RequestBody.Len).Int64("resp_bytes", x.ResponseBody.Len).
 		Float64("duration_ms", ms(x.Duration))
-	if x.Tunnel != 0 {
-		ev.Uint64("tunnel", x.Client.Conn)
-	}
 	if x.Error != "" {
 		ev.Str("error", x.Error)
 	}
@@ -194,14 +196,11 @@ func (l *Log) http(x *flow.Exchange) {
 }
 
 func (l *Log) tunnel(t *flow.Tunnel) {
-	ev := l.log.Info()
-	if t.Status != 200 || t.Error != "" {
-		ev = l.log.Warn()
-	}
+	ev := l.log.WithLevel(warnIf(t.Status != 200 || t.Error != ""))
 	if ev == nil {
 		return
 	}
-	ev.Str("event", EventTunnel).Uint64("conn", t.Client.Conn).Str("client", t.Client.Addr).
+	conn(ev, EventTunnel, t.Client, 0).
 		Str("host", t.Host).Uint16("port", t.Port).Str("mode", t.Mode).Int("status", t.Status).
 		Int64("bytes_up", t.BytesUp).Int64("bytes_down", t.BytesDown).
 		Float64("duration_ms", ms(t.Duration))
@@ -225,7 +224,7 @@ func (l *Log) deny(d *flow.Denial) {
 	if ev == nil {
 		return
 	}
-	ev.Str("event", EventDeny).Uint64("conn", d.Client.Conn).Str("client", d.Client.Addr).
+	conn(ev, EventDeny, d.Client, 0).
 		Str("method", d.Method).Str("target", d.Target).Str("rule", d.Rule).
 		Str("reason", d.Reason).Int("status", d.Status).Send()
 }
@@ -235,7 +234,7 @@ func (l *Log) fault(f *flow.Fault) {
 	if ev == nil {
 		return
 	}
-	ev = ev.Str("event", EventFault).Uint64("conn", f.Client.Conn).Str("client", f.Client.Addr).
+	ev = conn(ev, EventFault, f.Client, 0).
 		Str("fault", f.Fault).Str("spec", f.Spec).Str("from", f.From).Str("target", f.Target).Str("detail", f.Detail)
 	if f.Message > 0 {
 		ev = ev.Int("message", f.Message)
@@ -334,10 +333,7 @@ func (l *Log) preview(ev *zerolog.Event, m *flow.WSMessage, n int) *zerolog.Even
 }
 
 func (l *Log) wsClose(s *flow.WSSession) {
-	ev := l.log.Info()
-	if !s.CloseHandshake {
-		ev = l.log.Warn()
-	}
+	ev := l.log.WithLevel(warnIf(!s.CloseHandshake))
 	if ev == nil {
 		return
 	}
