@@ -103,10 +103,16 @@ type Log struct {
 func Subscribe(bus *flow.Bus, log zerolog.Logger, opts Options) *flow.Subscription {
 	o := opts.withDefaults()
 	l := &Log{log: log, opts: o}
+	payload := o.payloadBytes()
+	if log.GetLevel() > zerolog.InfoLevel || zerolog.GlobalLevel() > zerolog.InfoLevel {
+		// ws_message is an Info event: a log that cannot write it must not
+		// make the relay copy every message's payload for it.
+		payload = 0
+	}
 	// A millisecond's linger lets the log take records in batches instead
 	// of being woken by each one, which would cost the relay more than
 	// the old synchronous write did; no one reads a log that closely.
-	sub := bus.Subscribe(l, flow.Options{Name: "eventlog", Queue: o.Queue, PayloadBytes: o.payloadBytes(), Linger: time.Millisecond})
+	sub := bus.Subscribe(l, flow.Options{Name: "eventlog", Queue: o.Queue, PayloadBytes: payload, Linger: time.Millisecond})
 	l.sub.Store(sub)
 	return sub
 }

@@ -3,6 +3,7 @@ package eventlog_test
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -154,5 +155,35 @@ func TestEventLogReportsWhatItMissed(t *testing.T) {
 	}
 	if dropped == 0 {
 		t.Errorf("no %s event; log:\n%s", eventlog.EventDropped, w.buf.String())
+	}
+}
+
+// The log asks the bus for as much payload as its mode shows, and for none
+// when its level cannot write ws_message: every byte asked for is copied
+// by the relay, per message.
+func TestPayloadBytesFollowModeAndLevel(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		level zerolog.Level
+		opts  eventlog.Options
+		want  int
+	}{
+		{"preview", zerolog.InfoLevel, eventlog.Options{}, 256},
+		{"preview of 16", zerolog.DebugLevel, eventlog.Options{Preview: 16}, 16},
+		{"full", zerolog.InfoLevel, eventlog.Options{WSLog: eventlog.WSLogFull, FullBytes: 4096}, 4096},
+		{"meta", zerolog.InfoLevel, eventlog.Options{WSLog: eventlog.WSLogMeta}, 0},
+		{"off", zerolog.InfoLevel, eventlog.Options{WSLog: eventlog.WSLogOff}, 0},
+		{"preview at warn", zerolog.WarnLevel, eventlog.Options{}, 0},
+		{"full at error", zerolog.ErrorLevel, eventlog.Options{WSLog: eventlog.WSLogFull}, 0},
+		{"disabled logger", zerolog.Disabled, eventlog.Options{}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bus := flow.NewBus()
+			defer bus.Close()
+			eventlog.Subscribe(bus, zerolog.New(io.Discard).Level(tc.level), tc.opts)
+			if got := bus.PayloadBytes(); got != tc.want {
+				t.Fatalf("the log asks for %d payload bytes, want %d", got, tc.want)
+			}
+		})
 	}
 }
