@@ -71,6 +71,8 @@ var kindNames = [...]string{
 	KindIntercept:     "intercept",
 }
 
+// String names the kind for logs and failure messages
+// ("ws_message"), "unknown" for a value no constant has.
 func (k Kind) String() string {
 	if int(k) < len(kindNames) && kindNames[k] != "" {
 		return kindNames[k]
@@ -260,6 +262,7 @@ const (
 	FromServer
 )
 
+// String is "client" or "server", as events name a side.
 func (s Side) String() string {
 	if s == FromClient {
 		return "client"
@@ -279,6 +282,8 @@ const (
 	OpPong   Opcode = 0xa
 )
 
+// String names the opcode as events do ("text", "ping"), "unknown"
+// for a reserved one.
 func (o Opcode) String() string {
 	switch o {
 	case OpText:
