@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -202,5 +204,44 @@ func TestCertificateLikeUpstream(t *testing.T) {
 	other := &x509.Certificate{Raw: []byte("upstream two"), DNSNames: []string{"other.example"}}
 	if o, minted, _ := iss.CertificateLike("127.0.0.1", other); !minted || o == cert {
 		t.Error("another upstream certificate behind the same address got the cached leaf")
+	}
+}
+
+// A destination's certificate may carry names that cannot stand in a
+// SAN: empty, a lone dot or wildcard, an empty or 64-byte label, a space,
+// a byte that is no letter, two wildcards. The leaf is minted all the
+// same, for the requested name, with what can be copied and none of these.
+func TestCertificateLikeMalformedUpstreamNames(t *testing.T) {
+	iss := NewIssuer(testCA(t), IssuerOptions{})
+	for _, tc := range []struct {
+		name   string
+		cn     string
+		dns    []string
+		wantCN string
+		copied []string // DNS names the leaf carries besides the requested one
+	}{
+		{"common name a host name", "WWW.example", nil, "WWW.example", []string{"www.example"}},
+		{"common name no host name", "Example Corp", nil, "Example Corp", nil},
+		{"odd SANs", "", []string{"", ".", "a..b", "trailing.dot.", "*", "*.*.example", "sp ace.example", "t\xffx.example",
+			strings.Repeat("a", 64) + ".example", "*.ok.example"}, "site.example", []string{"*.ok.example"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			upstream := &x509.Certificate{Raw: []byte(tc.name), DNSNames: tc.dns}
+			upstream.Subject.CommonName = tc.cn
+			cert, _, err := iss.CertificateLike("site.example", upstream)
+			if err != nil {
+				t.Fatalf("minting like the upstream certificate: %v", err)
+			}
+			leaf := cert.Leaf
+			if leaf.Subject.CommonName != tc.wantCN {
+				t.Errorf("leaf CN %q, want %q", leaf.Subject.CommonName, tc.wantCN)
+			}
+			if err := leaf.VerifyHostname("site.example"); err != nil {
+				t.Errorf("the leaf does not pass for the requested name: %v", err)
+			}
+			if want := append([]string{"site.example"}, tc.copied...); !slices.Equal(leaf.DNSNames, want) {
+				t.Errorf("leaf DNS names %q, want %q", leaf.DNSNames, want)
+			}
+		})
 	}
 }
