@@ -400,7 +400,7 @@ type decider struct {
 // session ends.
 func (d *decider) Decide(m *proxy.WSMessageView, v *proxy.WSVerdict) {
 	e := d.engine
-	if !e.armed.Load() || m.Op.Control() || !m.Held {
+	if !e.armed.Load() || m.Op.Control() {
 		return
 	}
 	msg := policy.WSMessage{From: m.From.String(), Type: m.Op.String(), URL: m.URL,
@@ -413,8 +413,11 @@ func (d *decider) Decide(m *proxy.WSMessageView, v *proxy.WSVerdict) {
 			break
 		}
 	}
-	if name == "" {
+	if name == "" || !m.Held {
 		e.mu.Unlock()
+		if name != "" {
+			v.Rule, v.Note = name, fmt.Sprintf("not paused at breakpoint %s: larger than --ws-inspect-limit, so it was streamed as it arrived", name)
+		}
 		return
 	}
 	p := &Paused{

@@ -23,6 +23,7 @@ import (
 	"github.com/gobwas/ws/wsflate"
 	"go.uber.org/goleak"
 
+	"github.com/hopscope/hopscope/config"
 	"github.com/hopscope/hopscope/flow"
 	"github.com/hopscope/hopscope/har"
 	"github.com/hopscope/hopscope/intercept"
@@ -160,7 +161,7 @@ type world struct {
 	api    *httptest.Server
 }
 
-func startWorld(t *testing.T, path string, deflate bool, opts intercept.Options) *world {
+func startWorld(t *testing.T, path string, deflate bool, opts intercept.Options, extra ...proxytest.Option) *world {
 	t.Helper()
 	engine, err := intercept.New(opts)
 	if err != nil {
@@ -168,7 +169,7 @@ func startWorld(t *testing.T, path string, deflate bool, opts intercept.Options)
 	}
 	w := &world{engine: engine, origin: newEchoServer(deflate)}
 	var origin *httptest.Server
-	pxOpts := []proxytest.Option{proxytest.WithInterceptor(engine)}
+	pxOpts := append([]proxytest.Option{proxytest.WithInterceptor(engine)}, extra...)
 	if path == "bump" {
 		origin = httptest.NewTLSServer(w.origin)
 		pemCert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: origin.Certificate().Raw})
@@ -647,5 +648,26 @@ func TestPauseLetsHeartbeatsThrough(t *testing.T) {
 				t.Errorf("pong record %+v", pong)
 			}
 		})
+	}
+}
+
+// A message too big to hold is not paused; its record says why.
+func TestBreakpointOnStreamedMessage(t *testing.T) {
+	w := startWorld(t, "forward", false, intercept.Options{Breakpoints: []intercept.BreakpointSpec{{Match: policy.WSMatchSpec{Contains: "big"}}}},
+		proxytest.WithConfig(func(c *config.Config) { c.WSInspectLimit = 1024 }))
+	big := "big " + strings.Repeat("x", 4096)
+	w.send(t, big)
+	if got := w.origin.next(t); got != big {
+		t.Fatalf("server received %d bytes", len(got))
+	}
+	rec := w.px.WaitFor(t, proxytest.IsMessage("client", "big "), 5*time.Second).Message
+	if rec.Actor != "" || !rec.Truncated || !strings.Contains(rec.Note, "not paused") {
+		t.Errorf("record %+v", rec)
+	}
+	w.send(t, "small big")
+	p := w.paused(t)
+	w.call(t, "POST", decision(p["id"]), map[string]any{"action": "forward"}, http.StatusOK, nil)
+	if got := w.origin.next(t); got != "small big" {
+		t.Fatalf("server received %q", got)
 	}
 }
