@@ -52,6 +52,9 @@ type Options struct {
 	// FullBytes is how many payload bytes ws_message shows with WSLogFull:
 	// the relay's inspect limit. Default 1 MiB.
 	FullBytes int
+	// Batch, when set, brackets each batch of records the log writes, so
+	// that a writer may gather a batch's lines into one write. nil: none.
+	Batch Batcher
 	// Queue is how many records may wait to be written. Default 8192,
 	// which a millisecond's linger (see Subscribe) drains long before a
 	// real client fills it.
@@ -117,8 +120,18 @@ func Subscribe(bus *flow.Bus, log zerolog.Logger, opts Options) *flow.Subscripti
 	return sub
 }
 
+// Batcher is told when the log starts and ends writing a batch.
+type Batcher interface {
+	Begin()
+	End()
+}
+
 // Observe implements flow.Observer.
 func (l *Log) Observe(batch []flow.Record) {
+	if b := l.opts.Batch; b != nil {
+		b.Begin()
+		defer b.End()
+	}
 	l.reportDropped()
 	for i := range batch {
 		r := &batch[i]

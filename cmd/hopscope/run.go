@@ -77,7 +77,7 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger, closeLog, err := newLogger(cfg, stderr)
+	logger, batch, closeLog, err := newLogger(cfg, stderr)
 	if err != nil {
 		return err
 	}
@@ -100,6 +100,7 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	// The event log is an observer of the proxy's flows; Shutdown closes
 	// the bus after the last exchange, and the log has written it all when
 	// Shutdown returns.
+	logOpts.Batch = batch
 	eventlog.Subscribe(srv.Flows(), logger, logOpts)
 	if web != nil {
 		web.observe(srv.Flows())
@@ -178,16 +179,16 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 
 // newLogger builds the event logger: JSON lines, or zerolog's console
 // format for a person at a terminal.
-func newLogger(cfg config.Config, stderr io.Writer) (zerolog.Logger, func(), error) {
+func newLogger(cfg config.Config, stderr io.Writer) (zerolog.Logger, *batchWriter, func(), error) {
 	level, err := zerolog.ParseLevel(strings.ToLower(cfg.LogLevel))
 	if err != nil || cfg.LogLevel == "" {
-		return zerolog.Nop(), nil, config.UsageError{Msg: fmt.Sprintf("--log-level %q: use debug, info, warn or error", cfg.LogLevel)}
+		return zerolog.Nop(), nil, nil, config.UsageError{Msg: fmt.Sprintf("--log-level %q: use debug, info, warn or error", cfg.LogLevel)}
 	}
 	out, closeOut := stderr, func() {}
 	if cfg.LogFile != "" {
 		f, err := os.OpenFile(cfg.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
-			return zerolog.Nop(), nil, fmt.Errorf("--log-file: %w", err)
+			return zerolog.Nop(), nil, nil, fmt.Errorf("--log-file: %w", err)
 		}
 		out, closeOut = f, func() { _ = f.Close() }
 	}
@@ -204,8 +205,10 @@ func newLogger(cfg config.Config, stderr io.Writer) (zerolog.Logger, func(), err
 		console = terminal
 	default:
 		closeOut()
-		return zerolog.Nop(), nil, config.UsageError{Msg: fmt.Sprintf("--log-format %q: use auto, json or console", cfg.LogFormat)}
+		return zerolog.Nop(), nil, nil, config.UsageError{Msg: fmt.Sprintf("--log-format %q: use auto, json or console", cfg.LogFormat)}
 	}
+	batch := newBatchWriter(out)
+	out = batch
 	if console {
 		out = zerolog.ConsoleWriter{
 			Out:           out,
@@ -216,5 +219,5 @@ func newLogger(cfg config.Config, stderr io.Writer) (zerolog.Logger, func(), err
 		}
 	}
 	logger := zerolog.New(out).Level(level).With().Timestamp().Logger()
-	return logger, closeOut, nil
+	return logger, batch, closeOut, nil
 }
