@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -21,7 +24,7 @@ import (
 const replayUsage = `Usage:
   hopscope replay FILE.har [--listen ADDR] [--match order|message] [--timing fast|original]
       serve the recording as a mock server until interrupted
-  hopscope replay FILE.har --against URL [--wait DURATION]
+  hopscope replay FILE.har --against URL [--wait DURATION] [--ca FILE | --insecure]
       resend the recorded requests and client messages to a live server and
       show where its answers differ (exit status 1 when they do)`
 
@@ -38,6 +41,8 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	timing := fs.String("timing", replay.TimingFast, "fast (answer at once) or original (keep the recorded gaps)")
 	against := fs.String("against", "", "replay as the client against the live server at `URL` (scheme and host replace the recorded ones) and show the differences")
 	wait := fs.Duration("wait", 2*time.Second, "with --against, how long to wait for each recorded answer")
+	caFile := fs.String("ca", "", "with --against an https:// URL, PEM `file` of roots to trust besides the system's")
+	insecure := fs.Bool("insecure", false, "with --against an https:// URL, do not verify its certificate (dangerous)")
 	file, rest := "", args
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		file, rest = args[0], args[1:]
@@ -68,7 +73,11 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil || target.Host == "" {
 			return config.UsageError{Msg: fmt.Sprintf("hopscope replay: --against %q: want a URL such as http://127.0.0.1:8080", *against)}
 		}
-		report, err := rec.Against(ctx, replay.AgainstOptions{Target: target, Wait: *wait})
+		tlsConf, err := replayTLS(*caFile, *insecure)
+		if err != nil {
+			return err
+		}
+		report, err := rec.Against(ctx, replay.AgainstOptions{Target: target, Wait: *wait, TLS: tlsConf})
 		if report != nil {
 			fmt.Fprint(stdout, report)
 			fmt.Fprintf(stdout, "%d differences\n", report.Differences)
@@ -147,4 +156,25 @@ func runRecord(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "recording through %s to %s (written when hopscope stops)\n", cfg.Listen, out)
 	return serve(ctx, cfg, stderr)
+}
+
+// replayTLS is the client TLS configuration for --against.
+func replayTLS(caFile string, insecure bool) (*tls.Config, error) {
+	conf := &tls.Config{InsecureSkipVerify: insecure} // #nosec: only when asked for, and said to be dangerous
+	if caFile == "" {
+		return conf, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca: %w", err)
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, config.UsageError{Msg: fmt.Sprintf("--ca %s: no PEM certificate in it", caFile)}
+	}
+	conf.RootCAs = roots
+	return conf, nil
 }

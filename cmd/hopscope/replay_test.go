@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -22,7 +24,7 @@ import (
 func TestRecordThenReplay(t *testing.T) {
 	var prefix atomic.Pointer[string]
 	prefix.Store(ptr("echo: "))
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/echo" {
 			io.WriteString(w, "plain answer")
 			return
@@ -41,7 +43,8 @@ func TestRecordThenReplay(t *testing.T) {
 				return
 			}
 		}
-	}))
+	})
+	origin := httptest.NewServer(handler)
 	defer origin.Close()
 	wsURL := func(base string) string { return "ws" + strings.TrimPrefix(base, "http") + "/echo" }
 	talk := func(client *http.Client, base string) []string {
@@ -112,6 +115,21 @@ func TestRecordThenReplay(t *testing.T) {
 	if err := run(context.Background(), []string{"replay", session, "--against", origin.URL}, report, io.Discard); err != nil {
 		t.Fatalf("against the same origin: %v\n%s", err, report)
 	}
+	// Against a TLS server, trusting its certificate with --ca.
+	tlsOrigin := httptest.NewTLSServer(handler)
+	defer tlsOrigin.Close()
+	caFile := filepath.Join(dir, "origin.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsOrigin.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	report = &lockedBuffer{}
+	if err := run(context.Background(), []string{"replay", session, "--against", tlsOrigin.URL, "--ca", caFile}, report, io.Discard); err != nil {
+		t.Fatalf("against the TLS origin: %v\n%s", err, report)
+	}
+	if !strings.Contains(report.String(), "WebSocket wss://") {
+		t.Errorf("the session was not replayed over wss:\n%s", report)
+	}
+
 	prefix.Store(ptr("ECHO: "))
 	report = &lockedBuffer{}
 	err := run(context.Background(), []string{"replay", session, "--against", origin.URL}, report, io.Discard)
