@@ -90,7 +90,7 @@ func (d *wsDirection) decide(m *wsframe.Message) *WSVerdict {
 		// A breakpoint may hold this direction for a while: what went
 		// before the message must not wait with it.
 		if err := d.flush(); err != nil {
-			v.Action = policy.WSDrop // the write failed: the direction ends
+			d.writeErr = err // Message ends the direction with it
 			return v
 		}
 	}

@@ -331,6 +331,7 @@ type wsDirection struct {
 	sentAhead  int
 	lastEnd    int
 	holdFn     func(until <-chan struct{}) // nil: a decider's hold just waits
+	writeErr   error                       // a write before the deciders failed
 	cr         *chunkReader                // the pump's reader, told when a hold moved its deadline
 
 	messages, wireBytes int64
@@ -587,6 +588,10 @@ func (d *wsDirection) Message(m *wsframe.Message) error {
 		return nil
 	}
 	v := d.decide(m)
+	if err := d.writeErr; err != nil {
+		d.writeErr = nil
+		return err
+	}
 	d.publish(m, v)
 	return d.apply(m, v)
 }
