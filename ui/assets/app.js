@@ -112,7 +112,8 @@ function fillRow(tr, s) {
     el("td", { class: "host", title: s.host, text: s.host }),
     el("td", { class: "path", title: s.path, text: s.path }),
     el("td", { class: "ct", title: ct, text: ct }),
-    el("td", { class: "size", text: size(s.size) }),
+    // A tunnel counts its bytes when it ends: "0 B" while open would be wrong.
+    el("td", { class: "size", text: s.open && s.type === "tunnel" && !s.size ? "…" : size(s.size) }),
     el("td", { class: "time", text: s.open && !s.duration ? "…" : dur(s.duration) }),
     el("td", { class: "note c-note", title: (s.error ? s.error + " — " : "") + (s.note || ""), text: s.error ? "⚠ " + s.error : (s.note || "") }),
   );
@@ -457,7 +458,7 @@ function headersTab(d) {
   if (r.tunnel) {
     const t = r.tunnel;
     out.push(section("Tunnel", t.Mode === "bump" ? "TLS opened with hopscope's CA" : t.Mode === "splice" ? "bytes copied blind" : "", kvTable([
-      ["Target", `${t.Host}:${t.Port}`], ["Mode", t.Mode], ["Status", t.Status], ["Bytes up", size(t.BytesUp)], ["Bytes down", size(t.BytesDown)],
+      ["Target", `${t.Host}:${t.Port}`], ["Mode", t.Mode], ["Status", t.Status], ["Bytes up", s.open ? "counted when the tunnel ends" : size(t.BytesUp)], ["Bytes down", s.open ? "counted when the tunnel ends" : size(t.BytesDown)],
       ["SNI", t.SNI], ["TLS", t.TLSVersion], ["ALPN", t.ALPN], ["Leaf", t.Leaf], ["Error", t.Error]])));
   }
   if (r.session) {
@@ -466,8 +467,8 @@ function headersTab(d) {
       ["URL", ss.URL], ["Subprotocol", ss.Subprotocol], ["Extensions", ss.Extensions],
       ["Accept", ss.AcceptMismatch ? "Sec-WebSocket-Accept did not match" : ""],
       ["Close", ss.Code ? `${ss.Code}${ss.Reason ? " “" + ss.Reason + "”" : ""} by ${ss.ClosedBy}` : ""],
-      ["Client → server", `${ss.ClientMessages} messages, ${size(ss.ClientBytes)}`],
-      ["Server → client", `${ss.ServerMessages} messages, ${size(ss.ServerBytes)}`],
+      ["Client → server", s.open ? "counted when the session ends (the Messages tab shows them live)" : `${ss.ClientMessages} messages, ${size(ss.ClientBytes)}`],
+      ["Server → client", s.open ? "counted when the session ends" : `${ss.ServerMessages} messages, ${size(ss.ServerBytes)}`],
       ["Error", ss.Error]])));
   }
   if (d.request_headers) {

@@ -65,3 +65,30 @@ func TestBrowserKeepsAFlowThatArrivesDuringTheListLoad(t *testing.T) {
 		t.Fatalf("the flow that arrived during the list load is gone (err %v); rows:\n%s", err, rows)
 	}
 }
+
+// An open tunnel or WebSocket has not counted its bytes yet: the page says
+// so instead of showing 0 B and 0 messages.
+func TestBrowserOpenFlowsDoNotClaimZeroBytes(t *testing.T) {
+	chromiumPath(t)
+	src := newFakeSource()
+	sampleFlows(src)
+	src.add(Flow{ID: 8, Open: true, Tunnel: &flow.Tunnel{ID: 8, Host: "live.test", Port: 443, Mode: "splice", Status: 200, Start: time.Now()}})
+	s, ts := newTestUI(t, src, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	tab := startBrowser(t, ctx, browserOptions{})
+	if err := chromedp.Do(tab, chromedp.Navigate(s.URL(ts.URL))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, tab, "the open tunnel's size is pending", `(() => { const r = document.querySelector('#rows tr[data-id="8"]'); return !!r && r.querySelector("td.size").innerText === "…"; })()`)
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#rows tr[data-id="8"]`))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, tab, "the tunnel's bytes are pending", `document.querySelector("#tab-body").innerText.includes("counted when the tunnel ends") && !document.querySelector("#tab-body").innerText.includes("0 B")`)
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#rows tr[data-id="6"]`))); err != nil {
+		t.Fatal(err)
+	}
+	// The tabs are drawn again as the session loads: click whichever is there.
+	eventually(t, tab, "the session's headers tab", `(() => { const b = document.querySelector('#tabs button[data-tab="messages"]') && document.querySelector('#tabs button[data-tab="headers"]'); if (b) b.click(); return !!b && b.classList.contains("on"); })()`)
+	eventually(t, tab, "the session's counts are pending", `document.querySelector("#tab-body").innerText.includes("counted when the session ends") && !document.querySelector("#tab-body").innerText.includes("0 messages")`)
+}
