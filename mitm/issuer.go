@@ -56,6 +56,11 @@ type Issuer struct {
 	index map[string]*list.Element
 
 	minted atomic.Uint64
+	// ticketKey encrypts the session tickets of every bumped connection,
+	// so that a client's next connection resumes instead of making a
+	// full handshake (each connection has a tls.Config of its own, whose
+	// automatic keys would be its own too). It lives in memory only.
+	ticketKey [32]byte
 }
 
 type cacheEntry struct {
@@ -79,7 +84,9 @@ func NewIssuer(ca *certs.CA, opts IssuerOptions) *Issuer {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Issuer{ca: ca, now: opts.Now, max: opts.CacheSize, lru: list.New(), index: map[string]*list.Element{}}
+	i := &Issuer{ca: ca, now: opts.Now, max: opts.CacheSize, lru: list.New(), index: map[string]*list.Element{}}
+	_, _ = rand.Read(i.ticketKey[:]) // crypto/rand.Read never fails
+	return i
 }
 
 // Minted returns how many leaves this issuer has minted.
@@ -311,7 +318,7 @@ func (i *Issuer) BumpConfig(fallbackHost string, src *LeafSource, upstream Upstr
 // no SNI). It offers only ALPN http/1.1: hopscope inspects HTTP/1.1, and
 // WebSockets need it. The handshake records the leaf it used in src.
 func (i *Issuer) ServerConfig(fallbackHost string, src *LeafSource) *tls.Config {
-	return &tls.Config{
+	conf := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"http/1.1"},
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -326,4 +333,6 @@ func (i *Issuer) ServerConfig(fallbackHost string, src *LeafSource) *tls.Config 
 			return cert, err
 		},
 	}
+	conf.SetSessionTicketKeys([][32]byte{i.ticketKey})
+	return conf
 }

@@ -171,6 +171,12 @@ func (o *Options) withDefaults() Options {
 	if out.UpstreamTLS == nil {
 		out.UpstreamTLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
+	if out.UpstreamTLS.ClientSessionCache == nil {
+		// New connections to a destination resume their TLS session
+		// instead of a full handshake (and a chain verification) each.
+		out.UpstreamTLS = out.UpstreamTLS.Clone()
+		out.UpstreamTLS.ClientSessionCache = tls.NewLRUClientSessionCache(1024)
+	}
 	if out.DialTimeout == 0 {
 		out.DialTimeout = 10 * time.Second
 	}
