@@ -110,6 +110,15 @@ func TestOpenProxyRefused(t *testing.T) {
 			t.Errorf("the refusal must say why and how: %v", err)
 		}
 	}
+	// A bare port is taken for what it is, with the address meant.
+	for flagName, set := range map[string]func(*Config){"--listen": func(c *Config) { c.Listen = "8080" }, "--socks5": func(c *Config) { c.SOCKS5 = "1080" }} {
+		cfg := Default()
+		set(&cfg)
+		port := map[string]string{"--listen": "8080", "--socks5": "1080"}[flagName]
+		if err := cfg.CheckOpenProxy(); err == nil || !strings.Contains(err.Error(), "such as "+flagName+" 127.0.0.1:"+port) {
+			t.Errorf("%s %s: %v", flagName, port, err)
+		}
+	}
 }
 
 // A profile only sets defaults: the config file and flags win, and a
@@ -213,7 +222,7 @@ func TestUISettingsRefuseAnOpenUI(t *testing.T) {
 		{args: []string{"--ui", "localhost:8081"}, loop: true},
 		{args: []string{"--ui", "0.0.0.0:8081"}, refuse: "--ui-auth"},
 		{args: []string{"--ui", "0.0.0.0:8081", "--ui-auth", "alice:s3cret"}},
-		{args: []string{"--ui", "8081"}, refuse: "host:port"},
+		{args: []string{"--ui", "8081"}, refuse: "give host:port, such as --ui 127.0.0.1:8081"},
 		{args: []string{"--ui-auth", "alice"}, refuse: "user:pass"},
 	}
 	for _, tc := range cases {

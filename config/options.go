@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/hopscope/hopscope/certs"
@@ -252,7 +253,7 @@ func (cfg Config) CheckOpenProxy() error {
 func checkLoopback(flagName, listen string) error {
 	host, _, err := net.SplitHostPort(listen)
 	if err != nil {
-		return UsageError{Msg: fmt.Sprintf("%s %q: not host:port: %v", flagName, listen, err)}
+		return notHostPort(flagName, listen, err)
 	}
 	if host == "localhost" {
 		return nil
@@ -276,4 +277,14 @@ func (cfg Config) loadCA(opts *proxy.Options) (CAStatus, error) {
 	opts.CA = ca
 	opts.Issuer = mitm.NewIssuer(ca, mitm.IssuerOptions{})
 	return CAStatus{Dir: dir, Created: created, Fingerprint: ca.Fingerprint()}, nil
+}
+
+// notHostPort says that a listen address lacks its host or port, with the
+// address the person probably meant: "--ui 8081" is 127.0.0.1:8081.
+func notHostPort(flagName, value string, err error) UsageError {
+	example := "127.0.0.1:8080"
+	if _, perr := strconv.ParseUint(value, 10, 16); perr == nil {
+		example = "127.0.0.1:" + value
+	}
+	return UsageError{Msg: fmt.Sprintf("%s %q: give host:port, such as %s %s (%v)", flagName, value, flagName, example, err)}
 }

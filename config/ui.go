@@ -37,7 +37,7 @@ func (cfg Config) UISettings() (UISettings, error) {
 	}
 	host, _, err := net.SplitHostPort(cfg.UI)
 	if err != nil {
-		return out, UsageError{Msg: fmt.Sprintf("--ui %q: not host:port: %v", cfg.UI, err)}
+		return out, notHostPort("--ui", cfg.UI, err)
 	}
 	if host == "localhost" {
 		out.Loopback = true
