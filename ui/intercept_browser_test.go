@@ -122,8 +122,8 @@ const pricePage = `<!doctype html><title>waiting</title><body>
 fetch("/api/price").then(r => r.json()).then(p => { document.title = "price " + p.price; }, () => { document.title = "failed"; });
 </script>`
 
-// A person changes an answer before it reaches the page: the page shows
-// the edited body.
+// A person sets an HTTP breakpoint in the panel and changes an answer
+// before it reaches the page: the page shows the edited body.
 func TestBrowserEditsAPausedAnswer(t *testing.T) {
 	chromiumPath(t)
 	mux := http.NewServeMux()
@@ -137,9 +137,15 @@ func TestBrowserEditsAPausedAnswer(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-	origin, uiTab, pageTab := interceptWorld(t, ctx, intercept.Options{Timeout: 30 * time.Second, HTTPBreakpoints: []intercept.HTTPBreakpointSpec{
-		{Name: "prices", Stage: "response", URL: "*/api/price"},
-	}}, mux)
+	origin, uiTab, pageTab := interceptWorld(t, ctx, intercept.Options{Timeout: 30 * time.Second}, mux)
+
+	// The breakpoint is set in the panel.
+	do(t, uiTab, "setting an HTTP breakpoint",
+		chromedp.Click("#ix-toggle"),
+		chromedp.SetValue("#ix-hbp-stage", "response"),
+		chromedp.SetValue("#ix-hbp-url", "*/api/price"),
+		chromedp.Click("#ix-hbp-add"))
+	eventually(t, uiTab, "the breakpoint is listed", `document.querySelector("#ix-http-bps").innerText.includes("response · any method · */api/price")`)
 
 	do(t, pageTab, "opening the shop page", chromedp.Navigate(origin.URL+"/"))
 	eventually(t, uiTab, "the answer is paused in the UI", `(() => { const c = document.querySelector(".ix-card"); return !!c && c.querySelector(".ix-body").value === '{"price":100}'; })()`)

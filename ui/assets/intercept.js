@@ -45,6 +45,7 @@
 
   const sessions = h("select", { id: "ix-inject-session" });
   const pausedList = h("div", { id: "ix-paused", class: "ix-list" });
+  const httpList = h("div", { id: "ix-http-bps", class: "ix-list" });
   const bpList = h("div", { id: "ix-bps", class: "ix-list" });
   const panel = h("aside", { id: "ix-panel", class: "ix-panel", hidden: true, "aria-label": "Intercept" },
     h("div", { class: "ix-head" }, h("b", {}, "Intercept"), h("span", { class: "spacer" }),
@@ -52,6 +53,7 @@
       h("button", { class: "icon", title: "Close", on: { click: () => show(false) } }, "✕")),
     h("h4", {}, "Paused"), pausedList,
     h("h4", {}, "WebSocket breakpoints"), bpList, breakpointForm(),
+    h("h4", {}, "HTTP breakpoints"), httpList, httpBreakpointForm(),
     h("h4", {}, "Inject a message"), injectForm());
 
   function show(open) {
@@ -77,7 +79,35 @@
     return h("div", { class: "ix-form" }, from, url, contains, jsonPath, add);
   }
 
+  function httpBreakpointForm() {
+    const stage = h("select", { id: "ix-hbp-stage" }, h("option", { value: "request" }, "request"), h("option", { value: "response" }, "response"), h("option", { value: "both" }, "both"));
+    const method = h("input", { id: "ix-hbp-method", type: "text", placeholder: "method (any)", size: 8 });
+    const url = h("input", { id: "ix-hbp-url", type: "text", placeholder: "URL glob, e.g. *example.com/api/*" });
+    const add = h("button", { id: "ix-hbp-add", on: { click: async () => {
+      try {
+        await call("/http-breakpoints", { name: "", stage: stage.value, method: method.value.trim().toUpperCase(), url: url.value });
+        say("HTTP breakpoint set");
+        refreshBreakpoints();
+      } catch (e) { say(e.message, true); }
+    } } }, "Add breakpoint");
+    return h("div", { class: "ix-form" }, stage, method, url, add);
+  }
+
   async function refreshBreakpoints() {
+    try {
+      const bps = await call("/http-breakpoints");
+      httpList.replaceChildren(...bps.map((bp) => h("div", { class: "ix-row" },
+        h("code", {}, bp.name), h("span", { class: "ix-match" }, [bp.stage, bp.method || "any method", bp.url || "any URL"].join(" · ")),
+        h("button", { class: "icon", title: "Remove", on: { click: async () => {
+          await call("/http-breakpoints/" + encodeURIComponent(bp.name), undefined, "DELETE").catch((e) => say(e.message, true));
+          refreshBreakpoints();
+        } } }, "✕"))));
+      if (!bps.length) httpList.replaceChildren(h("div", { class: "ix-none" }, "none"));
+    } catch (e) { say(e.message, true); }
+    refreshWSBreakpoints();
+  }
+
+  async function refreshWSBreakpoints() {
     try {
       const bps = await call("/breakpoints");
       bpList.replaceChildren(...bps.map((bp) => h("div", { class: "ix-row" },
