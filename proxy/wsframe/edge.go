@@ -7,8 +7,7 @@ import "encoding/binary"
 // between two frames. A frame of hopscope's own (a close) may go out only
 // there: in the middle of a frame the peer would read it as payload.
 type Edge struct {
-	hdr       [14]byte
-	hdrN      int
+	hdr       headerBuf
 	remaining int64
 	// inMessage is set between the first and the last frame of a
 	// fragmented data message; closed once a close frame began.
@@ -27,27 +26,25 @@ func (e *Edge) Wrote(b []byte) {
 			b = b[n:]
 			continue
 		}
-		need := headerSize(e.hdr[:e.hdrN])
-		n := copy(e.hdr[e.hdrN:need], b)
-		e.hdrN += n
+		n, done := e.hdr.fill(b)
 		b = b[n:]
-		if e.hdrN < headerSize(e.hdr[:e.hdrN]) {
-			continue
+		if !done {
+			continue // b is used up
 		}
-		e.remaining = headerLength(e.hdr[:e.hdrN])
-		switch fin, op := e.hdr[0]&0x80 != 0, e.hdr[0]&0x0f; {
+		e.remaining = headerLength(e.hdr.b[:e.hdr.n])
+		switch fin, op := e.hdr.b[0]&0x80 != 0, e.hdr.b[0]&0x0f; {
 		case op == 0x8:
 			e.closed = true
 		case op < 0x8:
 			e.inMessage = !fin
 		}
-		e.hdrN = 0
+		e.hdr.n = 0
 	}
 }
 
 // Between reports whether the bytes written so far end on a frame
 // boundary.
-func (e *Edge) Between() bool { return e.hdrN == 0 && e.remaining == 0 }
+func (e *Edge) Between() bool { return e.hdr.n == 0 && e.remaining == 0 }
 
 // BetweenMessages reports whether the bytes written so far end between
 // two data messages (not inside a fragmented one): a data message of

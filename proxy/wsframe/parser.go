@@ -124,8 +124,7 @@ type Parser struct {
 	cfg Config
 
 	// The frame header being read, possibly across chunks.
-	hdr  [ws.MaxHeaderSize]byte
-	hdrN int
+	hdr headerBuf
 	// The decoder's reader and scratch live here, not on the stack, so
 	// that decoding a header allocates nothing.
 	rd      byteReader
@@ -195,21 +194,18 @@ func (p *Parser) Feed(b []byte, sink Sink) error {
 	off := 0
 	for off < len(b) {
 		if !p.inFrame {
-			n, done, err := p.readHeader(b[off:])
-			if err != nil {
-				return err
-			}
+			n, done := p.hdr.fill(b[off:])
 			start := off
 			off += n
 			if !done {
 				continue
 			}
-			size := p.hdrN
-			p.hdrN = 0
+			size := p.hdr.n
+			p.hdr.n = 0
 			if err := p.startFrame(); err != nil {
 				return err
 			}
-			raw, rawOff := p.hdr[:size], -1
+			raw, rawOff := p.hdr.b[:size], -1
 			if n == size {
 				raw, rawOff = b[start:off], start
 			}
@@ -247,20 +243,27 @@ func (p *Parser) Feed(b []byte, sink Sink) error {
 	return nil
 }
 
-// readHeader adds bytes from b to the header being read. It returns how
-// many it took and whether the header is complete.
-func (p *Parser) readHeader(b []byte) (int, bool, error) {
+// headerBuf gathers a frame header that may come across several chunks
+// (the parser's reads, the Edge's writes).
+type headerBuf struct {
+	b [ws.MaxHeaderSize]byte
+	n int
+}
+
+// fill adds bytes from p to the header. It returns how many it took and
+// whether the header is complete.
+func (h *headerBuf) fill(p []byte) (int, bool) {
 	taken := 0
 	for {
-		need := headerSize(p.hdr[:p.hdrN])
-		if p.hdrN >= need {
-			return taken, true, nil
+		need := headerSize(h.b[:h.n])
+		if h.n >= need {
+			return taken, true
 		}
-		if taken == len(b) {
-			return taken, false, nil
+		if taken == len(p) {
+			return taken, false
 		}
-		n := copy(p.hdr[p.hdrN:need], b[taken:])
-		p.hdrN += n
+		n := copy(h.b[h.n:need], p[taken:])
+		h.n += n
 		taken += n
 	}
 }
@@ -301,7 +304,7 @@ func (r *byteReader) Read(p []byte) (int, error) {
 
 // startFrame decodes and validates the complete header in p.hdr.
 func (p *Parser) startFrame() error {
-	raw := p.hdr[:headerSize(p.hdr[:])]
+	raw := p.hdr.b[:headerSize(p.hdr.b[:])]
 	p.rd.b = raw
 	h, err := ws.ReadHeaderBuffer(&p.rd, p.scratch[:0])
 	if err != nil {
