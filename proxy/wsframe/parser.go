@@ -667,6 +667,14 @@ func (u *utf8State) feed(b []byte) int64 {
 	if utf8.Valid(rest) {
 		return -1
 	}
+	// Most often rest is invalid only because a code point is cut at its
+	// end (the pieces a masked frame is unmasked in end anywhere): that
+	// needs no rune-by-rune scan of the whole piece.
+	if k := lastSeqStart(rest); k >= 0 && !utf8.FullRune(rest[k:]) && validPartial(rest[k:]) && utf8.Valid(rest[:k]) {
+		u.n = copy(u.part[:], rest[k:])
+		u.partStart = base + int64(i+k)
+		return -1
+	}
 	for j := 0; j < len(rest); {
 		if rest[j] < utf8.RuneSelf {
 			j++
@@ -682,6 +690,17 @@ func (u *utf8State) feed(b []byte) int64 {
 			return base + int64(i+j)
 		}
 		j += size
+	}
+	return -1
+}
+
+// lastSeqStart is where the last UTF-8 sequence in b begins, looking back
+// no further than a cut code point can reach; -1 when it finds no lead.
+func lastSeqStart(b []byte) int {
+	for j := len(b) - 1; j >= 0 && j >= len(b)-(utf8.UTFMax-1); j-- {
+		if b[j]&0xc0 != 0x80 {
+			return j
+		}
 	}
 	return -1
 }

@@ -447,3 +447,19 @@ func TestEdgeMessages(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkParseTextUTF8 is the cost of a masked 16 KiB text message of
+// three-byte characters: it is unmasked in pieces for the UTF-8 check, and
+// most pieces end inside a character.
+func BenchmarkParseTextUTF8(b *testing.B) {
+	wire := frame(ws.OpText, true, 0, true, []byte(strings.Repeat("€", 16<<10/3)))
+	p := New(Config{From: Client, InspectLimit: 1 << 10})
+	sink := nopSink{}
+	b.SetBytes(int64(len(wire)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Feed(wire, sink); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
