@@ -463,3 +463,34 @@ func BenchmarkParseTextUTF8(b *testing.B) {
 		}
 	}
 }
+
+// The streaming UTF-8 check finds the first bad sequence whatever the
+// pieces, also when a piece also ends inside a valid code point.
+func TestUTF8StateFindsTheFirstBadSequence(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		pieces []string
+		bad    int64 // -1: valid so far
+	}{
+		{"valid, cut in a code point", []string{"a\xe2\x82", "\xacb"}, -1},
+		{"bad before a cut code point", []string{"a\xffb\xe2", "\x82\xac"}, 1},
+		{"bad lead at the very end", []string{"ab\xff"}, 2},
+		{"cut, then a bad continuation", []string{"a\xe2", "\x82A"}, 1},
+		{"bad after a completed cut", []string{"a\xe2\x82", "\xac\xff"}, 4},
+		{"surrogate cut after its lead", []string{"a\xed", "\xa0\x80"}, 1},
+		{"cut four-byte code point", []string{"\xf0\x9f", "\x98", "\x80z"}, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var u utf8State
+			bad := int64(-1)
+			for _, p := range tc.pieces {
+				if bad = u.feed([]byte(p)); bad >= 0 {
+					break
+				}
+			}
+			if bad != tc.bad {
+				t.Fatalf("first bad sequence at %d, want %d", bad, tc.bad)
+			}
+		})
+	}
+}
