@@ -74,7 +74,7 @@ func TestByteFaults(t *testing.T) {
 			if n != tc.n || took < tc.floor {
 				t.Errorf("got %d bytes in %s, want %d in at least %s", n, took, tc.n, tc.floor)
 			}
-			e := px.WaitFor(t, proxytest.IsFault(strings.SplitN(tc.spec, "=", 2)[0]), time.Second)
+			e := px.WaitFor(t, proxytest.IsFault(strings.SplitN(tc.spec, "=", 2)[0]), 10*time.Second)
 			if f := e.Fault; f.Spec != tc.spec || f.From != "server" || f.Target != sender {
 				t.Errorf("fault %+v", f)
 			}
@@ -111,8 +111,8 @@ func TestWSDrop(t *testing.T) {
 	px := proxytest.Start(t, proxytest.WithFault("ws-drop=1,from=client"))
 	c := wsClient(t, px, o)
 	send(t, c, "lost")
-	px.WaitFor(t, proxytest.IsFault("ws-drop"), time.Second)
-	e := px.WaitFor(t, proxytest.IsMessage("client", "lost"), time.Second)
+	px.WaitFor(t, proxytest.IsFault("ws-drop"), 10*time.Second)
+	e := px.WaitFor(t, proxytest.IsMessage("client", "lost"), 10*time.Second)
 	if m := e.Message; m.Action != "drop" || !strings.Contains(m.Note, "ws-drop") {
 		t.Errorf("message %+v", m)
 	}
@@ -173,7 +173,7 @@ func TestWSDelay(t *testing.T) {
 	if took := time.Since(start); took < 200*time.Millisecond {
 		t.Errorf("a 200ms delay took %s", took)
 	}
-	px.WaitFor(t, proxytest.IsFault("ws-delay"), time.Second)
+	px.WaitFor(t, proxytest.IsFault("ws-delay"), 10*time.Second)
 }
 
 func TestWSDuplicate(t *testing.T) {
@@ -188,7 +188,7 @@ func TestWSDuplicate(t *testing.T) {
 			t.Fatalf("read %d: %q, want the greeting twice", i, g)
 		}
 	}
-	px.WaitFor(t, proxytest.IsFault("ws-duplicate"), time.Second)
+	px.WaitFor(t, proxytest.IsFault("ws-duplicate"), 10*time.Second)
 }
 
 func TestWSCloseAfterN(t *testing.T) {
@@ -208,11 +208,11 @@ func TestWSCloseAfterN(t *testing.T) {
 	if websocket.CloseStatus(err) != websocket.StatusInternalError {
 		t.Fatalf("after 3 server messages: %v, want close 1011", err)
 	}
-	e := px.WaitFor(t, proxytest.IsClose(1011), time.Second)
+	e := px.WaitFor(t, proxytest.IsClose(1011), 10*time.Second)
 	if e.Session.ClosedBy != "proxy" {
 		t.Errorf("session close %+v", e.Session)
 	}
-	px.WaitFor(t, proxytest.IsFault("ws-close"), time.Second)
+	px.WaitFor(t, proxytest.IsFault("ws-close"), 10*time.Second)
 }
 
 // ws-stall-pings swallows pongs, so a client's heartbeat goes unanswered
@@ -237,7 +237,7 @@ func TestWSStallPings(t *testing.T) {
 	if err := c.Ping(ctx); err == nil {
 		t.Fatal("the heartbeat was answered through ws-stall-pings")
 	}
-	px.WaitFor(t, proxytest.IsFault("ws-stall-pings"), time.Second)
+	px.WaitFor(t, proxytest.IsFault("ws-stall-pings"), 10*time.Second)
 	send(t, c, "still flowing")
 	select {
 	case got := <-reads:

@@ -29,7 +29,7 @@ func TestFlowsShowTheExchange(t *testing.T) {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 
-	x := px.WaitFor(t, proxytest.IsExchange("GET", origin.URL+"/api"), time.Second).Exchange
+	x := px.WaitFor(t, proxytest.IsExchange("GET", origin.URL+"/api"), 10*time.Second).Exchange
 	if x.Status != 200 || x.AnsweredBy != "destination" || x.RequestHeader.Get("X-Trace") != "abc" ||
 		x.ResponseHeader.Get("Content-Type") != "application/json" || string(x.ResponseBody.Data) != `{"ok":true}` {
 		t.Errorf("exchange %s", proxytest.Describe(flow.Record{Kind: flow.KindExchange, Exchange: x}))

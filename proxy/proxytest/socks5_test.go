@@ -32,12 +32,12 @@ func TestSOCKS5(t *testing.T) {
 	if string(body) != "via socks" {
 		t.Fatalf("body %q", body)
 	}
-	x := px.WaitFor(t, proxytest.IsExchange("GET", origin.URL+"/x"), time.Second).Exchange
+	x := px.WaitFor(t, proxytest.IsExchange("GET", origin.URL+"/x"), 10*time.Second).Exchange
 	if x.Tunnel == 0 {
 		t.Errorf("the exchange names no tunnel: %+v", x)
 	}
 	tr.CloseIdleConnections()
-	tun := px.WaitFor(t, func(r flow.Record) bool { return r.Kind == flow.KindTunnel && r.Tunnel.ID == x.Tunnel }, time.Second).Tunnel
+	tun := px.WaitFor(t, func(r flow.Record) bool { return r.Kind == flow.KindTunnel && r.Tunnel.ID == x.Tunnel }, 10*time.Second).Tunnel
 	if tun.Via != "socks5" || tun.Mode != "http" {
 		t.Errorf("tunnel %+v", tun)
 	}
