@@ -157,7 +157,7 @@ func TestSquidRefusesConnectToOtherPorts(t *testing.T) {
 		!strings.Contains(string(body), "<title>ERROR: The requested URL could not be retrieved</title>") {
 		t.Errorf("refusal %d %v %q", resp.StatusCode, resp.Header, body)
 	}
-	px.WaitFor(t, proxytest.IsDenial(o.hostport()), time.Second)
+	px.WaitFor(t, proxytest.IsDenial(o.hostport()), 10*time.Second)
 
 	// The flag override: explicit connect-ports win over the profile.
 	px2 := proxytest.Start(t, proxytest.WithProfile("squid"), proxytest.WithConfig(func(c *config.Config) { c.ConnectPorts = "*" }))
@@ -374,15 +374,18 @@ func TestAuthProfile(t *testing.T) {
 // keeps it alive; the flag overrides the profile.
 func TestIdleTimeout(t *testing.T) {
 	o := startOrigin(t)
-	px := proxytest.Start(t, proxytest.WithProfile("idle-timeout=300ms"))
+	// The limit is ten times the busy client's gap, so that a loaded
+	// machine's stalls never look like idleness.
+	px := proxytest.Start(t, proxytest.WithProfile("idle-timeout=1s"))
 	c, _, err := dialForward(t, px, wsURL(o))
 	if err != nil {
 		t.Fatal(err)
 	}
 	readText(t, c)
-	// Busy: a message every 100 ms for 900 ms keeps it open.
+	// Busy: a message every 100 ms for 1.2 s, longer than the limit,
+	// keeps it open.
 	ctx := context.Background()
-	for range 9 {
+	for range 12 {
 		time.Sleep(100 * time.Millisecond)
 		if err := c.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
 			t.Fatalf("a busy connection was cut: %v", err)
@@ -396,16 +399,16 @@ func TestIdleTimeout(t *testing.T) {
 	if websocket.CloseStatus(err) != -1 || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("idle connection ended with %v, want a cut without a close frame", err)
 	}
-	px.WaitFor(t, proxytest.IsFault("idle-timeout"), time.Second)
-	px.WaitFor(t, proxytest.IsClose(1006), time.Second)
+	px.WaitFor(t, proxytest.IsFault("idle-timeout"), 10*time.Second)
+	px.WaitFor(t, proxytest.IsClose(1006), 10*time.Second)
 
-	px2 := proxytest.Start(t, proxytest.WithProfile("idle-timeout=300ms"), proxytest.WithConfig(func(c *config.Config) { c.TunnelIdleTimeout = time.Hour }))
+	px2 := proxytest.Start(t, proxytest.WithProfile("idle-timeout=1s"), proxytest.WithConfig(func(c *config.Config) { c.TunnelIdleTimeout = time.Hour }))
 	c2, _, err := dialForward(t, px2, wsURL(o))
 	if err != nil {
 		t.Fatal(err)
 	}
 	readText(t, c2)
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(1200 * time.Millisecond) // idle past the profile's limit
 	if err := c2.Write(ctx, websocket.MessageText, []byte("still here")); err != nil {
 		t.Fatal(err)
 	}
