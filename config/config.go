@@ -112,10 +112,54 @@ func loadConfigFile(path string, cfg *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return fmt.Errorf("config %s:\n  %s", path, strings.Join(plainYAMLErrors(te.Errors), "\n  "))
+		}
 		return fmt.Errorf("config %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	cfg.wsRuleSource = ruleSource{file: path, lines: ruleLines(data, "websocket", "rules")}
 	return nil
+}
+
+// plainYAMLErrors rewrites yaml.v3's Go-flavoured complaints ("field x not
+// found in type config.Config", "cannot unmarshal !!seq into string") in
+// the words of the file's author.
+func plainYAMLErrors(errs []string) []string {
+	kinds := map[string]string{"!!seq": "a list", "!!map": "a mapping", "!!int": "a number", "!!float": "a number", "!!bool": "true or false"}
+	out := make([]string, 0, len(errs))
+	for _, e := range errs {
+		line, rest, ok := strings.Cut(e, ": ")
+		if !ok {
+			out = append(out, e)
+			continue
+		}
+		if key, found := strings.CutPrefix(rest, "field "); found {
+			if key, _, found = strings.Cut(key, " not found in type "); found {
+				out = append(out, fmt.Sprintf("%s: unknown key %s (the keys are the flag names: hopscope --help)", line, key))
+				continue
+			}
+		}
+		if what, found := strings.CutPrefix(rest, "cannot unmarshal "); found {
+			if got, into, found := strings.Cut(what, " into "); found {
+				tag, value, _ := strings.Cut(got, " ") // "!!int `5`"
+				if into == "time.Duration" {
+					out = append(out, fmt.Sprintf("%s: %s is not a duration, such as 10s or 2m", line, value))
+					continue
+				}
+				if kind, known := kinds[tag]; known {
+					want := "a single value"
+					if strings.HasPrefix(into, "[]") {
+						want = "a list"
+					}
+					out = append(out, fmt.Sprintf("%s: %s where %s belongs", line, kind, want))
+					continue
+				}
+			}
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // listFlag is a repeatable flag. The first use on the command line replaces

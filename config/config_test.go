@@ -54,8 +54,10 @@ func TestConfigErrors(t *testing.T) {
 		name, yaml string
 		want       []string
 	}{
-		{"unknown key", "listen: 127.0.0.1:1\nconect-ports: 443\n", []string{"conect-ports", "line 2"}},
-		{"wrong type", "allow-host: {a: b}\n", []string{"line 1"}},
+		{"unknown key", "listen: 127.0.0.1:1\nconect-ports: 443\n", []string{"line 2: unknown key conect-ports (the keys are the flag names"}},
+		{"wrong type", "allow-host: {a: b}\n", []string{"line 1: a mapping where a list belongs"}},
+		{"a list for one value", "connect-ports: [443, 8443]\n", []string{"line 1: a list where a single value belongs"}},
+		{"a number for a list", "allow-host: 5\n", []string{"line 1: a number where a list belongs"}},
 		{"bad duration", "dial-timeout: soon\n", []string{"line 1", "soon"}},
 		{"not yaml", "listen: [\n", []string{"hopscope.yaml"}},
 	}
