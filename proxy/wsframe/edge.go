@@ -18,27 +18,38 @@ type Edge struct {
 func (e *Edge) Wrote(b []byte) {
 	for len(b) > 0 {
 		if e.remaining > 0 {
-			n := int64(len(b))
-			if n > e.remaining {
-				n = e.remaining
-			}
+			n := min(int64(len(b)), e.remaining)
 			e.remaining -= n
 			b = b[n:]
 			continue
+		}
+		if e.hdr.n == 0 && len(b) >= 2 {
+			// The usual case, a whole header in b, is read where it
+			// lies rather than gathered byte runs at a time.
+			if size := headerSize(b[:2]); len(b) >= size {
+				e.begin(b[:size])
+				b = b[size:]
+				continue
+			}
 		}
 		n, done := e.hdr.fill(b)
 		b = b[n:]
 		if !done {
 			continue // b is used up
 		}
-		e.remaining = headerLength(e.hdr.b[:e.hdr.n])
-		switch fin, op := e.hdr.b[0]&0x80 != 0, e.hdr.b[0]&0x0f; {
-		case op == 0x8:
-			e.closed = true
-		case op < 0x8:
-			e.inMessage = !fin
-		}
+		e.begin(e.hdr.b[:e.hdr.n])
 		e.hdr.n = 0
+	}
+}
+
+// begin starts following the frame whose complete header is h.
+func (e *Edge) begin(h []byte) {
+	e.remaining = headerLength(h)
+	switch fin, op := h[0]&0x80 != 0, h[0]&0x0f; {
+	case op == 0x8:
+		e.closed = true
+	case op < 0x8:
+		e.inMessage = !fin
 	}
 }
 
