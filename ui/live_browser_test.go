@@ -92,3 +92,27 @@ func TestBrowserOpenFlowsDoNotClaimZeroBytes(t *testing.T) {
 	eventually(t, tab, "the session's headers tab", `(() => { const b = document.querySelector('#tabs button[data-tab="messages"]') && document.querySelector('#tabs button[data-tab="headers"]'); if (b) b.click(); return !!b && b.classList.contains("on"); })()`)
 	eventually(t, tab, "the session's counts are pending", `document.querySelector("#tab-body").innerText.includes("counted when the session ends") && !document.querySelector("#tab-body").innerText.includes("0 messages")`)
 }
+
+// On a laptop-sized window the timeline's payload column keeps room to be
+// read: the fixed columns give way first.
+func TestBrowserTimelineDataColumnOnANarrowWindow(t *testing.T) {
+	chromiumPath(t)
+	src := newFakeSource()
+	sampleFlows(src)
+	s, ts := newTestUI(t, src, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	tab := startBrowser(t, ctx, browserOptions{})
+	if err := chromedp.Do(tab, chromedp.EmulateViewport(1000, 800), chromedp.Navigate(s.URL(ts.URL))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, tab, "the session row", `document.querySelector('#rows tr[data-id="6"]') !== null`)
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#rows tr[data-id="6"]`))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, tab, "the timeline", `document.querySelectorAll(".ws-list tr[data-seq]").length === 9`)
+	width, err := chromedp.Run(tab, chromedp.Evaluate[float64](`document.querySelector(".ws-list td.data").getBoundingClientRect().width`))
+	if err != nil || width < 180 {
+		t.Errorf("the payload column is %.0f px wide in a 1000 px window (err %v); want room to read it", width, err)
+	}
+}
