@@ -142,7 +142,7 @@ func WithUpstreamCA(pem []byte) Option {
 	return func(s *setup) error {
 		path := filepath.Join(s.cfg.CADir, "upstream-ca.pem")
 		if err := os.WriteFile(path, pem, 0o600); err != nil {
-			return err
+			return fmt.Errorf("WithUpstreamCA: keeping the roots for the proxy: %w", err)
 		}
 		s.cfg.UpstreamCA = path
 		return nil
