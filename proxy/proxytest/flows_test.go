@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,5 +43,30 @@ func TestFlowsShowTheExchange(t *testing.T) {
 	}
 	if len(kinds) != 2 || kinds[0] != flow.KindExchangeStart || kinds[1] != flow.KindExchange {
 		t.Errorf("records of the exchange: %v, want its start and its end", kinds)
+	}
+}
+
+// Describe shows what every kind of record carries, for failure messages;
+// a record it did not know would print as "<nil>" and hide the cause.
+func TestDescribeShowsEveryKind(t *testing.T) {
+	for _, tc := range []struct {
+		rec  flow.Record
+		want string
+	}{
+		{flow.Record{Kind: flow.KindExchangeStart, Exchange: &flow.Exchange{URL: "http://a.test/x"}}, "http://a.test/x"},
+		{flow.Record{Kind: flow.KindExchange, Exchange: &flow.Exchange{URL: "http://a.test/y"}}, "http://a.test/y"},
+		{flow.Record{Kind: flow.KindTunnelOpen, Tunnel: &flow.Tunnel{Host: "t.test"}}, "t.test"},
+		{flow.Record{Kind: flow.KindTunnel, Tunnel: &flow.Tunnel{Host: "u.test"}}, "u.test"},
+		{flow.Record{Kind: flow.KindDenial, Denial: &flow.Denial{Rule: "connect-ports"}}, "connect-ports"},
+		{flow.Record{Kind: flow.KindFault, Fault: &flow.Fault{Fault: "ws-drop"}}, "ws-drop"},
+		{flow.Record{Kind: flow.KindWSOpen, Session: &flow.WSSession{URL: "ws://o.test/"}}, "ws://o.test/"},
+		{flow.Record{Kind: flow.KindWSClose, Session: &flow.WSSession{Reason: "bye"}}, "bye"},
+		{flow.Record{Kind: flow.KindWSMessage, Message: flow.WSMessage{Payload: []byte("hello")}}, `payload "hello"`},
+		{flow.Record{Kind: flow.KindWSViolation, Violation: &flow.WSViolation{Violation: "reserved opcode"}}, "reserved opcode"},
+		{flow.Record{Kind: flow.KindIntercept, Intercept: &flow.Intercept{Breakpoint: "api-calls"}}, "api-calls"},
+	} {
+		if got := proxytest.Describe(tc.rec); !strings.Contains(got, tc.want) {
+			t.Errorf("Describe(%s record) = %q, want it to show %q", tc.rec.Kind, got, tc.want)
+		}
 	}
 }

@@ -391,6 +391,8 @@ func Describe(r flow.Record) string {
 		return fmt.Sprintf("%s %+v payload %q", r.Kind, m, m.Payload)
 	case flow.KindWSViolation:
 		v = r.Violation
+	case flow.KindIntercept:
+		v = r.Intercept
 	}
 	return fmt.Sprintf("%s %+v", r.Kind, v)
 }
