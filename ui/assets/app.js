@@ -119,7 +119,7 @@ function fillRow(tr, s) {
   );
 }
 
-function upsert(s, fresh) {
+function upsert(s) {
   const known = state.flows.has(s.id);
   state.flows.set(s.id, s);
   let tr = state.rows.get(s.id);
@@ -129,10 +129,6 @@ function upsert(s, fresh) {
     fillRow(tr, s);
   } else {
     tr = rowFor(s);
-    if (fresh) {
-      tr.classList.add("new");
-      setTimeout(() => tr.classList.remove("new"), 1500);
-    }
     state.rows.set(s.id, tr);
     insertRow(tr, s);
   }
@@ -237,7 +233,7 @@ async function reload() {
 // liveFlow applies a flow's live change to the list.
 function liveFlow(s) {
   if (state.query && !state.flows.has(s.id)) { reloadSoon(); return; }
-  upsert(s, true);
+  upsert(s);
 }
 
 function setStats(st) {
