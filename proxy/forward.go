@@ -22,8 +22,13 @@ import (
 // publishes the exchange when the answer is complete.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, info connInfo) {
 	x := s.startExchange(r, info, r.URL.Redacted())
-	body := &countingBody{ReadCloser: r.Body, flow: x, idle: s.opts.IdleTimeout, rc: http.NewResponseController(w)}
+	body := &countingBody{ReadCloser: r.Body, flow: x}
 	if r.Body != nil && r.Body != http.NoBody {
+		if s.opts.IdleTimeout > 0 {
+			// Only a body is read under the idle limit: a request without
+			// one needs no controller (an allocation per request).
+			body.idle, body.rc = s.opts.IdleTimeout, http.NewResponseController(w)
+		}
 		r.Body = body
 	}
 	cw := &clientWriter{ResponseWriter: w, pool: s.buffers, flow: x, body: body}
