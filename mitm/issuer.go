@@ -293,31 +293,11 @@ type LeafSource struct {
 // (empty when it sent none).
 type UpstreamLeaf func(serverName string) (*x509.Certificate, error)
 
-// BumpConfig is ServerConfig for a bumped connection: the leaf copies the
-// names of the certificate upstream returns, and is minted from the
-// requested name alone when upstream fails (src records which).
+// BumpConfig is ServerConfig for a bumped connection whose destination
+// can be asked first: the leaf copies the names of the certificate
+// upstream returns, and is minted from the requested name alone when
+// upstream fails (src records which).
 func (i *Issuer) BumpConfig(fallbackHost string, src *LeafSource, upstream UpstreamLeaf) *tls.Config {
-	conf := i.ServerConfig(fallbackHost, src)
-	conf.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-		name := hello.ServerName
-		if name == "" {
-			name = fallbackHost
-		}
-		like, err := upstream(hello.ServerName)
-		cert, minted, mintErr := i.CertificateLike(name, like)
-		if src != nil {
-			src.Minted, src.Name, src.Upstream, src.UpstreamErr = minted, name, like != nil, err
-		}
-		return cert, mintErr
-	}
-	return conf
-}
-
-// ServerConfig returns the client-facing TLS configuration for one bumped
-// connection to fallbackHost (the CONNECT host, used when the client sends
-// no SNI). It offers only ALPN http/1.1: hopscope inspects HTTP/1.1, and
-// WebSockets need it. The handshake records the leaf it used in src.
-func (i *Issuer) ServerConfig(fallbackHost string, src *LeafSource) *tls.Config {
 	conf := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"http/1.1"},
@@ -326,13 +306,27 @@ func (i *Issuer) ServerConfig(fallbackHost string, src *LeafSource) *tls.Config 
 			if name == "" {
 				name = fallbackHost
 			}
-			cert, minted, err := i.Certificate(name)
-			if src != nil {
-				src.Minted, src.Name = minted, name
+			var like *x509.Certificate
+			var err error
+			if upstream != nil {
+				like, err = upstream(hello.ServerName)
 			}
-			return cert, err
+			cert, minted, mintErr := i.CertificateLike(name, like)
+			if src != nil {
+				src.Minted, src.Name, src.Upstream, src.UpstreamErr = minted, name, like != nil, err
+			}
+			return cert, mintErr
 		},
 	}
 	conf.SetSessionTicketKeys([][32]byte{i.ticketKey})
 	return conf
+}
+
+// ServerConfig returns the client-facing TLS configuration for one bumped
+// connection to fallbackHost (the CONNECT host, used when the client sends
+// no SNI), with leaves minted from the requested name alone. It offers
+// only ALPN http/1.1: hopscope inspects HTTP/1.1, and WebSockets need it.
+// The handshake records the leaf it used in src.
+func (i *Issuer) ServerConfig(fallbackHost string, src *LeafSource) *tls.Config {
+	return i.BumpConfig(fallbackHost, src, nil)
 }
