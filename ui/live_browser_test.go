@@ -116,3 +116,36 @@ func TestBrowserTimelineDataColumnOnANarrowWindow(t *testing.T) {
 		t.Errorf("the payload column is %.0f px wide in a 1000 px window (err %v); want room to read it", width, err)
 	}
 }
+
+// A message fault sits after the message it acted on, named by its number
+// in the timeline, even when its clock says it came first.
+func TestBrowserFaultSitsAfterItsMessage(t *testing.T) {
+	chromiumPath(t)
+	src := newFakeSource()
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.Local)
+	src.add(Flow{ID: 1, Exchange: &flow.Exchange{ID: 1, Method: "GET", URL: "http://chat.test/socket", Status: 101, WebSocket: 2, Start: t0},
+		Session: &flow.WSSession{ID: 2, Exchange: 1, URL: "http://chat.test/socket", Path: "forward", Start: t0},
+		// Recorded as the server's first message was decided: the same
+		// millisecond as the client's message before it.
+		Faults: []flow.Fault{{Flow: 2, Fault: "ws-drop", Spec: "ws-drop=0.3", From: "server", Detail: "dropped message 1", Message: 1, Time: t0}}})
+	for _, m := range []Message{
+		{Time: t0, From: "client", Type: "text", Opcode: 1, Len: 5, PayloadLen: 5, Fragments: 1, Action: "pass", Payload: []byte("hello")},
+		{Time: t0, From: "client", Type: "text", Opcode: 1, Len: 3, PayloadLen: 3, Fragments: 1, Action: "pass", Payload: []byte("two")},
+		{Time: t0, From: "server", Type: "text", Opcode: 1, Len: 11, PayloadLen: 11, Fragments: 1, Action: "drop", Payload: []byte("echo: hello")},
+		{Time: t0.Add(time.Millisecond), From: "server", Type: "text", Opcode: 1, Len: 9, PayloadLen: 9, Fragments: 1, Action: "pass", Payload: []byte("echo: two")},
+	} {
+		src.addMessage(1, m)
+	}
+	s, ts := newTestUI(t, src, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	tab := startBrowser(t, ctx, browserOptions{})
+	if err := chromedp.Do(tab, chromedp.Navigate(s.URL(ts.URL))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, tab, "the session row", `document.querySelector('#rows tr[data-id="1"]') !== null`)
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#rows tr[data-id="1"]`))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, tab, "the fault right after message #3", `(() => { const r = document.querySelector('.ws-list tr[data-seq="3"]'); const f = r && r.nextElementSibling; return !!f && f.classList.contains("fault") && f.innerText.includes("#3"); })()`)
+}

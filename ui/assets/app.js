@@ -685,7 +685,7 @@ function wsView(d) {
 function wsEvents(d) {
   const r = d.records || {};
   const out = [];
-  for (const f of r.faults || []) out.push({ event: "fault", time: Date.parse(f.Time), text: `⚡ fault ${f.Fault}${f.Detail ? ": " + f.Detail : ""}${f.Message ? " (message " + f.Message + ")" : ""}`, from: f.From });
+  for (const f of r.faults || []) out.push({ event: "fault", time: Date.parse(f.Time), text: `⚡ fault ${f.Fault}${f.Detail ? ": " + f.Detail : ""}`, from: f.From, message: f.Message });
   for (const v of r.violations || []) out.push({ event: "violation", time: Date.parse(v.Time), text: `✖ ${v.Side === 1 ? "server" : "client"} broke the protocol: ${v.Violation} → sent ${v.Code}` });
   const ss = r.session;
   if (ss && ss.Code && !d.summary.open) {
@@ -756,11 +756,14 @@ function wsVisible(m) {
 function wsRedraw() {
   const ws = state.ws;
   const rows = [];
-  const evs = ws.text ? [] : ws.events.slice().sort((a, b) => a.time - b.time);
+  let evs = ws.text ? [] : ws.events.slice().sort((a, b) => a.time - b.time);
+  const after = wsAnchorFaults(evs);
+  evs = evs.filter((e) => !e.anchor);
   let ei = 0;
   for (const m of ws.msgs) {
     while (ei < evs.length && evs[ei].time < m.time) rows.push(wsEventRow(evs[ei++]));
     if (wsVisible(m)) rows.push(wsRow(m));
+    for (const e of after.get(m.seq) || []) rows.push(wsEventRow(e));
   }
   while (ei < evs.length) rows.push(wsEventRow(evs[ei++]));
   if (ws.earlier > 0 && !ws.text) {
@@ -810,6 +813,38 @@ function wsRow(m) {
       m.note && /fault/i.test(m.note) ? el("span", { class: "fault-mark", title: m.note, text: "⚡" }) : null));
   tr.addEventListener("click", () => wsSelect(m));
   return tr;
+}
+
+// wsAnchorFaults places each message fault right after the message it
+// acted on, which its number names (the Nth data message from its side),
+// rather than where its clock puts it: a fault is recorded as the message
+// is decided, often in the same millisecond as the messages before it.
+// It returns the faults by the seq of their message, marked anchor.
+function wsAnchorFaults(evs) {
+  const after = new Map();
+  const ws = state.ws;
+  for (const e of evs) {
+    e.anchor = false;
+    if (e.shown) e.text = e.shown;
+  }
+  if (ws.earlier > 0) return after; // the counts would start mid-session
+  const nth = { client: new Map(), server: new Map() };
+  const count = { client: 0, server: 0 };
+  for (const m of ws.msgs) {
+    if (m.opcode >= 8 || !nth[m.from]) continue;
+    if (m.opcode !== 0) nth[m.from].set(++count[m.from], m);
+  }
+  for (const e of evs) {
+    if (e.event !== "fault" || !e.message || !nth[e.from]) continue;
+    const m = nth[e.from].get(e.message);
+    if (!m) continue;
+    e.anchor = true;
+    e.shown = e.text;
+    e.text = `${e.shown} (the ${e.from}'s message ${e.message}: #${m.seq} above)`;
+    if (!after.has(m.seq)) after.set(m.seq, []);
+    after.get(m.seq).push(e);
+  }
+  return after;
 }
 
 function wsEventRow(e) {
