@@ -6,7 +6,7 @@
 // Every proxy under test runs as a process of its own (hopscope is started
 // from its own binary; others are given by address), so its CPU and RSS
 // are its own and the load client is as independent of it as it is of the
-// origins. Each round measures direct first and then every proxy, so the
+// origins. Each round measures direct and every proxy once, so the
 // ratio proxy/direct of one run compares proxies under the same machine
 // load.
 package bench
@@ -164,8 +164,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	return rep, nil
 }
 
-// measure runs rounds of a case: direct first, then every target, so that
-// each round sees every side under the same load.
+// measure runs rounds of a case: every side once per round, so that each
+// round sees every side under the same load.
 func (e *env) measure(ctx context.Context, c caseDef) Row {
 	sides := append([]*target{nil}, e.targets...)
 	values := make([][]float64, len(sides))
@@ -179,8 +179,13 @@ func (e *env) measure(ctx context.Context, c caseDef) Row {
 		// proxy that mints an RSA leaf per connection (goproxy: ~86 ms).
 		rounds = 1
 	}
-	for range rounds {
-		for i, t := range sides {
+	for round := range rounds {
+		// Each round starts with a different side, so that none always
+		// meets what the previous case or round left behind (a
+		// collection, sockets closing).
+		for k := range sides {
+			i := (k + round) % len(sides)
+			t := sides[i]
 			if notes[i] != "" || (c.memory && t == nil) || ctx.Err() != nil {
 				continue
 			}
