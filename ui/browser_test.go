@@ -304,6 +304,10 @@ func TestBrowserSeesItsOwnTrafficLive(t *testing.T) {
 	do(t, uiTab, "searching", chromedp.SendKeys(chromedp.CSS("#q"), "msg:"+wssNeedle))
 	eventually(t, uiTab, "search by message text", fmt.Sprintf(`(() => { const rows = [...document.querySelectorAll("#rows tr")]; return rows.length === 1 && rows[0].innerText.includes("127.0.0.1:%s"); })()`, w.tlsPort))
 
+	// Opened from the search, the session marks the message it matched.
+	evalTrue(t, uiTab, `document.querySelector("#rows tr").click() || true`)
+	eventually(t, uiTab, "the match marked in the timeline", `[...document.querySelectorAll(".ws-list .hl")].some(e => e.innerText === "`+wssNeedle+`")`)
+
 	// The HAR the button downloads holds the messages, both ways.
 	harText, err := chromedp.Run(uiTab, chromedp.Evaluate[string](`fetch("/api/har").then(r => r.text())`, chromedp.EvalAwaitPromise))
 	if err != nil {

@@ -776,6 +776,13 @@ function wsRedraw() {
   wsUpdateCounts();
 }
 
+// searchedText is the message text the flow filter looks for (msg:word,
+// or a plain word), so the timeline marks why a session matched.
+function searchedText() {
+  const m = state.query.match(/(?:^|\s)(?:msg:|body:)?("([^"]+)"|[^\s"~:-][^\s:]*)(?=\s|$)/);
+  return m ? (m[2] || m[1]) : "";
+}
+
 function highlight(text, needle) {
   if (!needle) return text;
   const frag = document.createDocumentFragment();
@@ -806,7 +813,7 @@ function wsRow(m) {
     el("td", { class: "muted", text: m.seq }),
     el("td", { class: "time", text: clock(m.time) }),
     el("td", {}, el("span", { class: "op op-" + m.type, text: m.type }), m.fragments > 1 ? el("span", { class: "frag", title: `${m.fragments} fragments`, text: "×" + m.fragments }) : null),
-    el("td", { class: "data" }, highlight(data, ws.text), m.replacement ? el("span", { class: "muted", text: "  → " + m.replacement }) : null),
+    el("td", { class: "data" }, highlight(data, ws.text || searchedText()), m.replacement ? el("span", { class: "muted", text: "  → " + m.replacement }) : null),
     el("td", { class: "len", text: size(m.len) + (m.truncated ? "+" : "") }),
     el("td", { class: "wire", title: m.compressed ? "permessage-deflate: compressed payload, then the whole message with frame headers" : "the whole message with frame headers", text: wire.join(" · ") }),
     el("td", {}, m.action && m.action !== "pass" ? el("span", { class: "act act-" + m.action, title: m.rule ? "rule " + m.rule : "", text: { drop: "dropped", rewrite: "rewritten", close: "closed" }[m.action] || m.action }) : null,
