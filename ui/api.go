@@ -193,8 +193,15 @@ func summarize(f *Flow) Summary {
 		if !f.Open && ss.Code != 0 {
 			sum.Note += fmt.Sprintf(", closed %d by %s", ss.Code, ss.ClosedBy)
 		}
-		if f.Messages.Dropped+f.Messages.Rewritten+f.Messages.Closed > 0 {
-			sum.Note += fmt.Sprintf(", rules: %d dropped, %d rewritten, %d closed", f.Messages.Dropped, f.Messages.Rewritten, f.Messages.Closed)
+		// A rule, a fault or a person may have acted: say what, not who
+		// (the timeline says who).
+		for _, a := range []struct {
+			n    int64
+			what string
+		}{{f.Messages.Dropped, "dropped"}, {f.Messages.Rewritten, "rewritten"}, {f.Messages.Closed, "closed on"}} {
+			if a.n > 0 {
+				sum.Note += fmt.Sprintf(", %d %s", a.n, a.what)
+			}
 		}
 		if len(f.Violations) > 0 {
 			sum.Error = f.Violations[0].Side.String() + " broke the protocol: " + f.Violations[0].Violation

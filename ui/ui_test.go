@@ -259,6 +259,34 @@ func TestUITunnelNoteSaysWhatHappened(t *testing.T) {
 	}
 }
 
+// A session's note counts what was done to its messages without saying a
+// rule did it: a fault or a person may have.
+func TestUISessionNoteCountsActionsWithoutBlamingRules(t *testing.T) {
+	src := newFakeSource()
+	sampleFlows(src) // session 6: one message dropped by a rule, one rewritten, and a ws-drop fault
+	for i := range src.flows {
+		if src.flows[i].ID == 6 {
+			src.flows[i].Messages.Dropped, src.flows[i].Messages.Rewritten = 1, 1
+		}
+	}
+	_, ts := newTestUI(t, src, Options{})
+	_, body := get(t, http.DefaultClient, ts.URL+"/api/flows", bearer())
+	var list struct {
+		Flows []struct {
+			ID   string `json:"id"`
+			Note string `json:"note"`
+		} `json:"flows"`
+	}
+	if err := json.Unmarshal([]byte(body), &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range list.Flows {
+		if f.ID == "6" && (f.Note != "forward path, 1 dropped, 1 rewritten" || strings.Contains(f.Note, "rules")) {
+			t.Errorf("session note %q", f.Note)
+		}
+	}
+}
+
 func TestUIDetailMarksHopByHopHeaders(t *testing.T) {
 	src := newFakeSource()
 	src.add(Flow{ID: 1, Exchange: &flow.Exchange{ID: 1, Method: "GET", URL: "http://example.test/a", Status: 200,
