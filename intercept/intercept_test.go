@@ -651,6 +651,27 @@ func TestPauseLetsHeartbeatsThrough(t *testing.T) {
 	}
 }
 
+// A client that goes away while its message is paused ends the pause and
+// the session, even with no timeout: nothing waits on, holding the
+// server's connection, for a decision about a peer that has left.
+func TestPausedMessageOfAClientThatLeaves(t *testing.T) {
+	for _, path := range paths {
+		t.Run(path, func(t *testing.T) {
+			w := startWorld(t, path, false, intercept.Options{Timeout: -1, Breakpoints: []intercept.BreakpointSpec{{Match: policy.WSMatchSpec{From: "client", Contains: "leaving"}}}})
+			w.send(t, "leaving")
+			w.paused(t)
+			_ = w.client.CloseNow() // no close frame: the process went away
+			closed := w.px.WaitFor(t, proxytest.IsKind(flow.KindWSClose), 10*time.Second).Session
+			if closed.ClosedBy != "client" {
+				t.Errorf("the session's end: %+v", closed)
+			}
+			if n := len(w.engine.PausedMessages()); n != 0 {
+				t.Errorf("%d messages still paused after their client left", n)
+			}
+		})
+	}
+}
+
 // A message too big to hold is not paused; its record says why.
 func TestBreakpointOnStreamedMessage(t *testing.T) {
 	w := startWorld(t, "forward", false, intercept.Options{Breakpoints: []intercept.BreakpointSpec{{Match: policy.WSMatchSpec{Contains: "big"}}}},

@@ -108,6 +108,15 @@ func (d *wsDirection) holdMessage(until <-chan struct{}) {
 			take(r)
 			if r.err != nil {
 				d.aheadErr, reading = r.err, false
+				if !d.scan.stopped {
+					// The peer's stream ended with no close frame: it
+					// went away, and nobody will read an answer. Stop
+					// holding (the decider forwards, as when the
+					// session ends), so the direction reaches the end
+					// and the session closes instead of waiting for a
+					// decision, the other peer's connection held.
+					return
+				}
 				continue
 			}
 			if d.aheadBytes >= aheadLimit {
