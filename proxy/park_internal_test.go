@@ -26,22 +26,7 @@ import (
 // poller, wake when bytes come, and end when a peer leaves or the proxy
 // shuts down.
 func TestQuietRelaysParkAndWake(t *testing.T) {
-	wsOrigin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, _, _, err := ws.UpgradeHTTP(r, w)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		for {
-			msg, op, err := wsutil.ReadClientData(conn)
-			if err != nil {
-				return
-			}
-			if err := wsutil.WriteServerMessage(conn, op, msg); err != nil {
-				return
-			}
-		}
-	}))
+	wsOrigin := httptest.NewServer(echoWS())
 	defer wsOrigin.Close()
 	tcpEcho, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -112,6 +97,26 @@ func TestQuietRelaysParkAndWake(t *testing.T) {
 	if n := srv.poller.parkedCount(); n != 0 {
 		t.Errorf("%d pumps still parked after shutdown", n)
 	}
+}
+
+// echoWS is a WebSocket origin that echoes every message.
+func echoWS() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, _, err := ws.UpgradeHTTP(r, w)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		for {
+			msg, op, err := wsutil.ReadClientData(conn)
+			if err != nil {
+				return
+			}
+			if err := wsutil.WriteServerMessage(conn, op, msg); err != nil {
+				return
+			}
+		}
+	})
 }
 
 func waitParked(t *testing.T, srv *Server, n int) {
@@ -188,22 +193,7 @@ func TestQuietBumpedWebSocketParks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	origin := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, _, _, err := ws.UpgradeHTTP(r, w)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		for {
-			msg, op, err := wsutil.ReadClientData(conn)
-			if err != nil {
-				return
-			}
-			if err := wsutil.WriteServerMessage(conn, op, msg); err != nil {
-				return
-			}
-		}
-	}))
+	origin := httptest.NewUnstartedServer(echoWS())
 	origin.TLS = mitm.NewIssuer(originCA, mitm.IssuerOptions{}).ServerConfig("localhost", nil)
 	origin.StartTLS()
 	defer origin.Close()
