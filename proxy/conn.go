@@ -123,12 +123,19 @@ func (s *connSet) waitIdle(ctx context.Context) bool {
 	}
 }
 
-// closeAll closes every tracked connection and refuses new relays.
+// closeAll closes every tracked connection and refuses new relays. The
+// connections are closed outside the lock: closing one may end its relay,
+// which then calls remove (a tunnel's inner connection does so from
+// Close), and that must not wait for the lock closeAll holds.
 func (s *connSet) closeAll() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closed = true
+	conns := make([]net.Conn, 0, len(s.conns))
 	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
 		_ = c.Close()
 	}
 }

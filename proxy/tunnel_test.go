@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws/wsutil"
+
 	"github.com/hopscope/hopscope/proxy"
 )
 
@@ -315,5 +317,34 @@ func TestIPv6Targets(t *testing.T) {
 	conn.Close()
 	if e := px.waitEvent("tunnel", nil); e.str("host") != "::1" || e.str("mode") != "http" {
 		t.Errorf("tunnel event %v", e)
+	}
+}
+
+// Shutdown closes a WebSocket that rides inside a tunnel and returns. The
+// WebSocket's client connection is the tunnel's inner connection, whose
+// Close ends the tunnel and leaves the hijacked set: closing it under that
+// set's lock once deadlocked Shutdown for good.
+func TestShutdownClosesWebSocketsInsideTunnels(t *testing.T) {
+	_, px, conn := wsThroughTunnel(t)
+	if err := wsutil.WriteClientText(conn, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := wsutil.ReadServerText(conn); err != nil || string(got) != "hello" {
+		t.Fatalf("echo: %q, %v", got, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- px.srv.Shutdown(ctx) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Shutdown did not return with a WebSocket open inside a tunnel")
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(conn); err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatal("the WebSocket is still open after Shutdown")
+		}
 	}
 }
