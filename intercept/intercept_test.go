@@ -47,12 +47,15 @@ type echoServer struct {
 	pongs    chan string
 	wg       sync.WaitGroup
 	// conn is the last session's connection; writes go under wmu.
-	conn net.Conn
-	wmu  sync.Mutex
+	// connected is closed once the first session has one.
+	conn      net.Conn
+	wmu       sync.Mutex
+	connected chan struct{}
+	connOnce  sync.Once
 }
 
 func newEchoServer(deflate bool) *echoServer {
-	return &echoServer{deflate: deflate, arrived: make(chan string, 64), pongs: make(chan string, 8)}
+	return &echoServer{deflate: deflate, arrived: make(chan string, 64), pongs: make(chan string, 8), connected: make(chan struct{})}
 }
 
 func (e *echoServer) write(f ws.Frame) error {
@@ -61,8 +64,15 @@ func (e *echoServer) write(f ws.Frame) error {
 	return ws.WriteFrame(e.conn, f)
 }
 
-// ping sends the client a ping from the server.
+// ping sends the client a ping from the server. The proxy may relay the
+// 101 (and the client act on it) before ServeHTTP has kept its
+// connection, so it waits for that first.
 func (e *echoServer) ping(payload string) error {
+	select {
+	case <-e.connected:
+	case <-time.After(10 * time.Second):
+		return errors.New("no WebSocket reached the origin")
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.write(ws.NewPingFrame([]byte(payload)))
@@ -84,6 +94,7 @@ func (e *echoServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	e.conn = conn
 	e.mu.Unlock()
+	e.connOnce.Do(func() { close(e.connected) })
 	_, compress := ext.Accepted()
 	for {
 		f, err := readTestFrame(conn)
