@@ -247,9 +247,13 @@ func (l *Log) deny(d *flow.Denial) {
 	if ev == nil {
 		return
 	}
-	conn(ev, EventDeny, d.Client, 0).
+	ev = conn(ev, EventDeny, d.Client, 0).
 		Str("method", d.Method).Str("target", d.Target).Str("rule", d.Rule).
-		Str("reason", d.Reason).Int("status", d.Status).Send()
+		Str("reason", d.Reason)
+	if d.Hint != "" {
+		ev.Str("hint", d.Hint)
+	}
+	ev.Int("status", d.Status).Send()
 }
 
 func (l *Log) fault(f *flow.Fault) {

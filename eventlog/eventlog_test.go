@@ -98,11 +98,21 @@ func TestEventFieldsAndLevels(t *testing.T) {
 		flow.Record{Kind: flow.KindTunnel, Tunnel: &flow.Tunnel{Client: client, Host: "a.test", Port: 443, Mode: "bump",
 			Status: 200, SNI: "a.test", Leaf: "minted"}},
 		flow.Record{Kind: flow.KindWSClose, Session: &flow.WSSession{Client: client, Tunnel: 4, Code: 1006, ClosedBy: "server"}},
+		flow.Record{Kind: flow.KindDenial, Denial: &flow.Denial{Client: client, Method: "CONNECT", Target: "a.test:25", Rule: "connect-ports=443",
+			Reason: "port 25 is not in the CONNECT port list 443", Hint: "To allow it, start hopscope with --connect-ports 443,25.", Status: 403}},
+		flow.Record{Kind: flow.KindDenial, Denial: &flow.Denial{Client: client, Method: "GET", Target: "http://a.test/", Rule: "via", Reason: "looped", Status: 508}},
 	)
-	if len(lines) != 3 {
-		t.Fatalf("%d lines, want http, tunnel, ws_close (starts and opens are not logged): %v", len(lines), lines)
+	if len(lines) != 5 {
+		t.Fatalf("%d lines, want http, tunnel, ws_close, deny, deny (starts and opens are not logged): %v", len(lines), lines)
 	}
-	http, tunnel, wsClose := lines[0], lines[1], lines[2]
+	http, tunnel, wsClose, deny, loop := lines[0], lines[1], lines[2], lines[3], lines[4]
+	if deny["event"] != "deny" || deny["level"] != "warn" || deny["rule"] != "connect-ports=443" || deny["status"] != 403.0 ||
+		deny["hint"] != "To allow it, start hopscope with --connect-ports 443,25." {
+		t.Errorf("deny %v", deny)
+	}
+	if _, ok := loop["hint"]; ok || loop["rule"] != "via" {
+		t.Errorf("a denial nothing would allow has no hint: %v", loop)
+	}
 	if http["event"] != "http" || http["level"] != "warn" || http["tunnel"] != 9.0 || http["error"] != "boom" ||
 		http["resp_bytes"] != 10.0 || http["duration_ms"] != 1.5 {
 		t.Errorf("http %v", http)

@@ -201,6 +201,10 @@ type Denial struct {
 	Target string
 	Rule   string
 	Reason string
+	// Hint says how to allow what was refused, as the refusal's answer
+	// says it ("To allow it, start hopscope with --connect-ports
+	// 443,8443."); empty when no flag or rule would.
+	Hint   string
 	Status int
 	Time   time.Time
 }

@@ -31,6 +31,9 @@ type proxyError struct {
 	// Reason is the short policy reason of a refusal, for events; empty
 	// when Message says it all.
 	Reason string
+	// Hint is the sentence of Message that says how to allow a refusal,
+	// for events; empty when nothing would.
+	Hint string
 	// Err is the underlying cause, kept for events and errors.Is.
 	Err error
 }
@@ -70,13 +73,25 @@ func denial(kind policy.Kind, target string, d policy.Decision) *proxyError {
 	if kind == policy.Connect {
 		verb = "CONNECT"
 	}
+	hint := "To allow it, " + d.Fix + "."
 	return &proxyError{
 		Status:      http.StatusForbidden,
 		ProxyStatus: d.ProxyStatus,
-		Message: fmt.Sprintf("hopscope denied %s to %s: %s (rule %s). To allow it, %s.",
-			verb, target, d.Reason, d.Rule, d.Fix),
-		Rule:   d.Rule,
-		Reason: d.Reason,
+		Message:     fmt.Sprintf("hopscope denied %s to %s: %s (rule %s). %s", verb, target, d.Reason, d.Rule, hint),
+		Rule:        d.Rule,
+		Reason:      d.Reason,
+		Hint:        hint,
+	}
+}
+
+// clientDenial refuses a client whose address ip no --allow-client range
+// holds.
+func clientDenial(ip string) *proxyError {
+	reason := "hopscope does not serve clients from " + ip
+	hint := "To allow them, start hopscope with --allow-client " + ip + "."
+	return &proxyError{
+		Status: http.StatusForbidden, ProxyStatus: "http_request_denied", Rule: "allow-client",
+		Message: reason + ". " + hint, Reason: reason, Hint: hint,
 	}
 }
 

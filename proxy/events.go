@@ -232,7 +232,7 @@ func (s *Server) deny(info connInfo, id flow.ID, method, target string, pe *prox
 	}
 	s.flows.Publish(flow.Record{Kind: flow.KindDenial, Denial: &flow.Denial{
 		Client: info.flowClient(), Flow: id, Method: method, Target: target,
-		Rule: pe.Rule, Reason: reason, Status: pe.Status, Time: time.Now(),
+		Rule: pe.Rule, Reason: reason, Hint: pe.Hint, Status: pe.Status, Time: time.Now(),
 	}})
 }
 

@@ -232,9 +232,9 @@ func TestFlowRecordsDenials(t *testing.T) {
 	px := startProxy(t, &proxy.Options{Policy: pol})
 	rec := px.record(flow.Options{})
 	resp, _, _ := px.rawRequest("GET http://blocked.test/x HTTP/1.1\r\nHost: blocked.test\r\n\r\n")
-	readBody(t, resp)
+	hostBody := readBody(t, resp)
 	resp, _, _ = px.rawRequest("CONNECT example.com:25 HTTP/1.1\r\nHost: example.com:25\r\n\r\n")
-	readBody(t, resp)
+	connectBody := readBody(t, resp)
 
 	denials := rec.wait(t, flow.KindDenial, 2)
 	x := rec.wait(t, flow.KindExchange, 1)[0].Exchange
@@ -246,6 +246,15 @@ func TestFlowRecordsDenials(t *testing.T) {
 	}
 	if d := denials[1].Denial; d.Flow == 0 || d.Flow == x.ID || d.Method != "CONNECT" || d.Target != "example.com:25" {
 		t.Errorf("CONNECT denial %+v", d)
+	}
+	// Each record says how to allow it, in the words the client was told.
+	for i, want := range []struct{ hint, body string }{
+		{"To allow it, remove the rule --deny-host blocked.test.", hostBody},
+		{"To allow it, start hopscope with --connect-ports 443,25.", connectBody},
+	} {
+		if d := denials[i].Denial; d.Hint != want.hint || !strings.Contains(want.body, d.Hint) {
+			t.Errorf("denial %d hint %q, want %q, as in the answer %q", i, d.Hint, want.hint, want.body)
+		}
 	}
 	if n := len(rec.kind(flow.KindExchange)); n != 1 {
 		t.Errorf("%d exchanges; a refused CONNECT to the proxy is a denial only", n)

@@ -49,7 +49,8 @@ func TestConnectPortDenied(t *testing.T) {
 	checkProxyAnswer(t, resp, http.StatusForbidden, "http_request_denied",
 		"example.com:8443", "connect-ports=443", "--connect-ports 443,8443")
 	e := px.waitEvent("deny", nil)
-	if e.str("target") != "example.com:8443" || e.str("rule") != "connect-ports=443" || e.num("status") != 403 || e.str("reason") == "" {
+	if e.str("target") != "example.com:8443" || e.str("rule") != "connect-ports=443" || e.num("status") != 403 || e.str("reason") == "" ||
+		e.str("hint") != "To allow it, start hopscope with --connect-ports 443,8443." {
 		t.Errorf("deny event %v", e)
 	}
 }

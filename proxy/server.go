@@ -198,10 +198,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.clientAllowed(r) {
-		s.refuse(w, r, info, &proxyError{
-			Status: http.StatusForbidden, ProxyStatus: "http_request_denied", Rule: "allow-client",
-			Message: fmt.Sprintf("hopscope does not serve clients from %s. To allow them, start hopscope with --allow-client %s.", clientIP(r), clientIP(r)),
-		})
+		s.refuse(w, r, info, clientDenial(clientIP(r)))
 		return
 	}
 	if r.Method != http.MethodConnect && !r.URL.IsAbs() {

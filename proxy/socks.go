@@ -203,8 +203,7 @@ func (s *Server) serveSOCKSConn(conn net.Conn) {
 	named := net.JoinHostPort(req.Host, strconv.Itoa(int(req.Port)))
 	if !clientOK {
 		ip := clientHost(info.client)
-		refuse(socks5.ReplyNotAllowed, named, &proxyError{Status: http.StatusForbidden, Rule: "allow-client",
-			Message: fmt.Sprintf("hopscope does not serve clients from %s. To allow them, start hopscope with --allow-client %s.", ip, ip)})
+		refuse(socks5.ReplyNotAllowed, named, clientDenial(ip))
 		return
 	}
 	if req.Command != socks5.CommandConnect {

@@ -704,7 +704,7 @@ func (e *entry) computeCost() int64 {
 		c += int64(unsafe.Sizeof(*t)) + int64(len(t.Host)+len(t.Error)+len(t.SNI)+len(t.Client.Addr))
 	}
 	if d := e.den; d != nil {
-		c += int64(unsafe.Sizeof(*d)) + int64(len(d.Target)+len(d.Rule)+len(d.Reason))
+		c += int64(unsafe.Sizeof(*d)) + int64(len(d.Target)+len(d.Rule)+len(d.Reason)+len(d.Hint))
 	}
 	if ss := e.sess; ss != nil {
 		c += int64(unsafe.Sizeof(*ss)) + int64(len(ss.URL)+len(ss.Extensions)+len(ss.Reason)+len(ss.Error))
