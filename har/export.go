@@ -168,7 +168,7 @@ func tunnelInfo(f *store.Flow) TunnelInfo {
 }
 
 func denialInfo(d *flow.Denial) DenialInfo {
-	return DenialInfo{Method: d.Method, Target: d.Target, Rule: d.Rule, Reason: d.Reason, Status: d.Status, Time: isoTime(d.Time)}
+	return DenialInfo{Method: d.Method, Target: d.Target, Rule: d.Rule, Reason: d.Reason, Hint: d.Hint, Status: d.Status, Time: isoTime(d.Time)}
 }
 
 func faultInfos(fs []flow.Fault) []FaultInfo {

@@ -261,6 +261,8 @@ type DenialInfo struct {
 	Target string `json:"target"`
 	Rule   string `json:"rule"`
 	Reason string `json:"reason"`
+	// Hint says how to allow it, as the refusal's answer said.
+	Hint   string `json:"hint,omitempty"`
 	Status int    `json:"status"`
 	Time   string `json:"time,omitempty"`
 }

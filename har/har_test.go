@@ -103,7 +103,8 @@ func sample(t *testing.T) *store.Store {
 	recs = append(recs, flow.Record{Kind: flow.KindWSClose, Session: &closed})
 
 	recs = append(recs, flow.Record{Kind: flow.KindDenial, Denial: &flow.Denial{Client: client, Flow: bus.NextID(), Method: "CONNECT",
-		Target: "evil.example:8443", Rule: "connect-ports=443", Reason: "port 8443 is not in the CONNECT port list 443", Status: 403, Time: t0.Add(time.Second)}})
+		Target: "evil.example:8443", Rule: "connect-ports=443", Reason: "port 8443 is not in the CONNECT port list 443",
+		Hint: "To allow it, start hopscope with --connect-ports 443,8443.", Status: 403, Time: t0.Add(time.Second)}})
 	st.Observe(recs)
 	return st
 }
@@ -235,7 +236,8 @@ func TestExportContent(t *testing.T) {
 
 	// Flows that are not exchanges are on the log.
 	x := h.Log.X
-	if len(x.Tunnels) != 1 || x.Tunnels[0].Host != "secure.example" || len(x.Denials) != 1 || x.Denials[0].Rule != "connect-ports=443" {
+	if len(x.Tunnels) != 1 || x.Tunnels[0].Host != "secure.example" || len(x.Denials) != 1 || x.Denials[0].Rule != "connect-ports=443" ||
+		x.Denials[0].Hint != "To allow it, start hopscope with --connect-ports 443,8443." {
 		t.Errorf("log extras %+v", x)
 	}
 	if x.Store == nil || x.Store.Flows != 5 {
@@ -382,6 +384,14 @@ func TestRoundTripKeepsHopscopeFacts(t *testing.T) {
 	}
 	if got, want := rows(st), rows(orig); !reflect.DeepEqual(got, want) {
 		t.Errorf("after a round trip:\n got %+v\nwant %+v", got, want)
+	}
+	// The denial still says how to allow it.
+	dp, _ := st.List(store.Query{Filter: "type:denied"})
+	if len(dp.Flows) != 1 {
+		t.Fatalf("denied flows %+v", dp.Flows)
+	}
+	if df, _ := st.Get(dp.Flows[0].ID); df.Denial == nil || df.Denial.Hint != "To allow it, start hopscope with --connect-ports 443,8443." {
+		t.Errorf("imported denial %+v", df.Denial)
 	}
 	// The exchange inside the tunnel still points at it.
 	p, _ := st.List(store.Query{Filter: "method:POST"})

@@ -120,7 +120,7 @@ func (im *importer) tunnel(t *TunnelInfo) flow.ID {
 }
 
 func denial(d DenialInfo, id flow.ID) *flow.Denial {
-	return &flow.Denial{Flow: id, Method: d.Method, Target: d.Target, Rule: d.Rule, Reason: d.Reason, Status: d.Status, Time: parseTime(d.Time)}
+	return &flow.Denial{Flow: id, Method: d.Method, Target: d.Target, Rule: d.Rule, Reason: d.Reason, Hint: d.Hint, Status: d.Status, Time: parseTime(d.Time)}
 }
 
 func fault(f FaultInfo, id flow.ID) *flow.Fault {

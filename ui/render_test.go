@@ -31,7 +31,7 @@ func sampleFlows(src *fakeSource) {
 		RequestHeader: http.Header{"Content-Type": {"application/json"}}, ResponseHeader: http.Header{"Content-Type": {"text/html; charset=utf-8"}},
 		ResponseBody: flow.Body{Data: []byte("<p>ok</p>"), Len: 9}, Start: at(60), FirstByte: 30 * time.Millisecond, Duration: 31 * time.Millisecond}})
 	src.add(Flow{ID: 4, Denial: &flow.Denial{Method: "CONNECT", Target: "internal.test:8443", Rule: "connect-ports=443", Status: 403,
-		Reason: "port 8443 is not in the CONNECT port list 443", Time: at(80)}})
+		Reason: "port 8443 is not in the CONNECT port list 443", Hint: "To allow it, start hopscope with --connect-ports 443,8443.", Time: at(80)}})
 	src.add(Flow{ID: 5, Tunnel: &flow.Tunnel{ID: 5, Host: "pinned.test", Port: 443, Mode: "splice", Status: 200, BytesUp: 800, BytesDown: 5200, Start: at(90), Duration: 2 * time.Second}})
 	src.add(Flow{ID: 6, Open: true, Exchange: &flow.Exchange{ID: 6, Method: "GET", URL: "http://chat.test/socket", Status: 101, WebSocket: 7,
 		RequestHeader:  http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}, "Sec-Websocket-Extensions": {"permessage-deflate"}},
@@ -80,6 +80,8 @@ func TestBrowserRendersEveryKindOfFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, tab, "no Copy as curl for a denied CONNECT", `getComputedStyle(document.querySelector("#detail")).display !== "none" && getComputedStyle(document.querySelector("#curl")).display === "none"`)
+	eventually(t, tab, "how to allow the denied CONNECT", `(() => { const b = document.querySelector("#detail .denial-box"); return !!b && b.innerText.includes("port 8443 is not in the CONNECT port list 443") && b.querySelector(".denial-hint").innerText === "To allow it, start hopscope with --connect-ports 443,8443."; })()`)
+	screenshot(t, tab, "ui-denial")
 	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#rows tr[data-id="6"]`))); err != nil {
 		t.Fatal(err)
 	}

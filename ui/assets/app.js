@@ -421,7 +421,8 @@ function headersTab(d) {
   const r = d.records || {};
   const out = [];
   if (r.denial) {
-    out.push(el("div", { class: "denial-box" }, el("b", { text: `Denied by rule ${r.denial.Rule} (${r.denial.Status})` }), el("br"), r.denial.Reason || ""));
+    out.push(el("div", { class: "denial-box" }, el("b", { text: `Denied by rule ${r.denial.Rule} (${r.denial.Status})` }), el("br"), r.denial.Reason || "",
+      r.denial.Hint ? el("div", { class: "denial-hint", text: r.denial.Hint }) : null));
   }
   if (s.error) out.push(el("div", { class: "error-box", text: s.error }));
   for (const f of (r.faults || [])) {
