@@ -164,6 +164,44 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	}
 }
 
+// backgroundRun is the command running on a goroutine of the test, with
+// its events in a log file of its own.
+type backgroundRun struct {
+	logFile string
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// startRun runs the command with args and --log-file until stop, or until
+// the test ends. stderr may be nil.
+func startRun(t *testing.T, stderr io.Writer, args ...string) *backgroundRun {
+	t.Helper()
+	if stderr == nil {
+		stderr = io.Discard
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	r := &backgroundRun{logFile: filepath.Join(t.TempDir(), "events.log"), cancel: cancel, done: make(chan error, 1)}
+	args = append(args, "--log-file", r.logFile)
+	go func() { r.done <- run(ctx, args, io.Discard, stderr) }()
+	return r
+}
+
+// stop ends the run as SIGTERM does and fails the test unless run returns
+// nil in time.
+func (r *backgroundRun) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("run returned %v after shutdown", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after its context ended")
+	}
+}
+
 func waitListenAddr(t *testing.T, logFile string) string {
 	t.Helper()
 	return waitListenProtocol(t, logFile, "")
@@ -214,27 +252,13 @@ func TestRunServesSOCKS5(t *testing.T) {
 		_, _ = io.WriteString(w, "via socks")
 	}))
 	defer origin.Close()
-	logFile := filepath.Join(t.TempDir(), "events.log")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--socks5", "127.0.0.1:0", "--connect-ports", "*", "--log-file", logFile}, io.Discard, io.Discard)
-	}()
-	addr := waitListenProtocol(t, logFile, "socks5")
+	r := startRun(t, nil, "--listen", "127.0.0.1:0", "--socks5", "127.0.0.1:0", "--connect-ports", "*")
+	addr := waitListenProtocol(t, r.logFile, "socks5")
 	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "socks5h", Host: addr})}
 	defer tr.CloseIdleConnections()
 	if got := <-getInBackground(tr, origin.URL); got != "via socks" {
 		t.Errorf("through --socks5: %q", got)
 	}
 	tr.CloseIdleConnections()
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("run returned %v after shutdown", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return after its context ended")
-	}
+	r.stop(t)
 }

@@ -127,15 +127,9 @@ func TestRunServesMetricsOnTheUIListener(t *testing.T) {
 		_, _ = io.WriteString(w, "counted")
 	}))
 	defer origin.Close()
-	logFile := filepath.Join(t.TempDir(), "events.log")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--log-file", logFile}, io.Discard, io.Discard)
-	}()
-	addr := waitListenAddr(t, logFile)
-	link, _ := waitEvent(t, logFile, "ui")["url"].(string)
+	r := startRun(t, nil, "--listen", "127.0.0.1:0", "--ui", "127.0.0.1:0")
+	addr := waitListenAddr(t, r.logFile)
+	link, _ := waitEvent(t, r.logFile, "ui")["url"].(string)
 	u, err := url.Parse(link)
 	if err != nil {
 		t.Fatal(err)
@@ -173,8 +167,6 @@ func TestRunServesMetricsOnTheUIListener(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("run: %v", err)
-	}
+	proxyTr.CloseIdleConnections()
+	r.stop(t)
 }
