@@ -24,26 +24,7 @@ import (
 func TestRecordThenReplay(t *testing.T) {
 	var prefix atomic.Pointer[string]
 	prefix.Store(ptr("echo: "))
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/echo" {
-			io.WriteString(w, "plain answer")
-			return
-		}
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		for {
-			typ, p, err := c.Read(r.Context())
-			if err != nil {
-				return
-			}
-			if err := c.Write(r.Context(), typ, append([]byte(*prefix.Load()), p...)); err != nil {
-				return
-			}
-		}
-	})
+	handler := echoOrigin(&prefix)
 	origin := httptest.NewServer(handler)
 	defer origin.Close()
 	wsURL := func(base string) string { return "ws" + strings.TrimPrefix(base, "http") + "/echo" }

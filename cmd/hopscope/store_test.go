@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,27 +25,9 @@ import (
 // reads the HAR it wrote: the exchange, and the WebSocket's messages in
 // both directions as Chrome writes them.
 func TestRunWritesHAROnExit(t *testing.T) {
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/echo" {
-			w.Header().Set("Content-Type", "text/plain")
-			io.WriteString(w, "plain answer")
-			return
-		}
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		for {
-			typ, p, err := c.Read(r.Context())
-			if err != nil {
-				return
-			}
-			if err := c.Write(r.Context(), typ, append([]byte("echo: "), p...)); err != nil {
-				return
-			}
-		}
-	}))
+	var prefix atomic.Pointer[string]
+	prefix.Store(ptr("echo: "))
+	origin := httptest.NewServer(echoOrigin(&prefix))
 	defer origin.Close()
 
 	dir := t.TempDir()
@@ -217,4 +200,31 @@ func TestHARImportAtStart(t *testing.T) {
 			t.Errorf("--har-import %s: %v", path, err)
 		}
 	}
+}
+
+// echoOrigin answers "plain answer" (text/plain) on every path but /echo,
+// where it accepts a WebSocket and sends each message back behind the
+// current prefix.
+func echoOrigin(prefix *atomic.Pointer[string]) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/echo" {
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, "plain answer")
+			return
+		}
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, p, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if err := c.Write(r.Context(), typ, append([]byte(*prefix.Load()), p...)); err != nil {
+				return
+			}
+		}
+	})
 }
