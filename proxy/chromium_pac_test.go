@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -76,19 +75,7 @@ func loopbackResolver() *net.Resolver {
 // Chromium configured with hopscope's PAC URL alone sends a name the PAC
 // proxies through hopscope and a --no-proxy name DIRECT.
 func TestChromiumFollowsThePAC(t *testing.T) {
-	chromium := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			chromium = p
-			break
-		}
-	}
-	if chromium == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is not installed; .ci/run installs it")
-		}
-		t.Skip("chromium is not installed: apt-get install chromium to run the browser test")
-	}
+	chromium := chromiumPath(t)
 	type seen struct{ host, via string }
 	var mu sync.Mutex
 	var requests []seen

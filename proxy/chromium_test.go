@@ -38,19 +38,7 @@ func TestChromiumHTTP2AndWebSocketThroughBump(t *testing.T) {
 }
 
 func chromiumThroughBump(t *testing.T, via string) {
-	chromium := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			chromium = p
-			break
-		}
-	}
-	if chromium == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is not installed; .ci/run installs it")
-		}
-		t.Skip("chromium is not installed: apt-get install chromium to run the browser test")
-	}
+	chromium := chromiumPath(t)
 	reports := make(chan string, 4)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -128,4 +116,20 @@ func chromiumThroughBump(t *testing.T, via string) {
 	for _, alpn := range []string{"h2", "http/1.1"} {
 		w.px.waitEvent("tunnel", func(e event) bool { return e.str("mode") == "bump" && e.str("alpn") == alpn })
 	}
+}
+
+// chromiumPath finds the browser, failing under CI (where .ci/run
+// installs it) and skipping elsewhere.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium is not installed; .ci/run installs it")
+	}
+	t.Skip("chromium is not installed: apt-get install chromium to run the browser test")
+	return ""
 }
