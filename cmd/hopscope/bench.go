@@ -106,7 +106,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if opts.Launch == nil && len(opts.Compare) == 0 {
 		return config.UsageError{Msg: "hopscope bench: nothing to measure: --builtin none and no --compare"}
 	}
-	fmt.Fprintf(stderr, "measuring against direct connections on loopback, %d rounds per side; every proxy runs as its own process\n", opts.Rounds)
+	fmt.Fprintf(stderr, "measuring against direct connections on loopback, %s per side; every proxy runs as its own process\n", countOf(opts.Rounds, "round", "rounds"))
 	rep, err := bench.Run(ctx, opts)
 	if rep != nil {
 		bench.Format(stdout, rep)

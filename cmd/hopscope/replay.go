@@ -99,8 +99,9 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", *listen, err)
 	}
-	fmt.Fprintf(stdout, "replaying %s on http://%s/ (%d exchanges, %d WebSocket sessions; match %s, timing %s)\n",
-		file, ln.Addr(), len(rec.Exchanges), len(rec.Sessions), *match, *timing)
+	fmt.Fprintf(stdout, "replaying %s on http://%s/ (%s, %s; match %s, timing %s)\n",
+		file, ln.Addr(), countOf(len(rec.Exchanges), "exchange", "exchanges"),
+		countOf(len(rec.Sessions), "WebSocket session", "WebSocket sessions"), *match, *timing)
 	srv := &http.Server{Handler: mock, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -177,4 +178,12 @@ func replayTLS(caFile string, insecure bool) (*tls.Config, error) {
 	}
 	conf.RootCAs = roots
 	return conf, nil
+}
+
+// countOf writes n with the noun's singular or plural, as a person would.
+func countOf(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

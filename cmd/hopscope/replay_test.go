@@ -120,3 +120,14 @@ func TestRecordThenReplay(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestCountOf(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		want string
+	}{{0, "0 rounds"}, {1, "1 round"}, {2, "2 rounds"}} {
+		if got := countOf(tc.n, "round", "rounds"); got != tc.want {
+			t.Errorf("countOf(%d) = %q, want %q", tc.n, got, tc.want)
+		}
+	}
+}
