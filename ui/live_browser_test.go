@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"context"
 	"sync"
 	"testing"
 	"time"
@@ -46,13 +45,7 @@ func TestBrowserKeepsAFlowThatArrivesDuringTheListLoad(t *testing.T) {
 		}
 	}
 	defer release()
-	s, ts := newTestUI(t, src, Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	tab := startBrowser(t, ctx, browserOptions{})
-	if err := chromedp.Do(tab, chromedp.Navigate(s.URL(ts.URL))); err != nil {
-		t.Fatal(err)
-	}
+	tab := openFakeUI(t, src)
 	eventually(t, tab, "the late flow, live", `document.querySelector('#rows tr[data-id="40"]') !== null`)
 	release()
 	// The list lands in one go: once its rows are there, the late flow
@@ -73,13 +66,7 @@ func TestBrowserOpenFlowsDoNotClaimZeroBytes(t *testing.T) {
 	src := newFakeSource()
 	sampleFlows(src)
 	src.add(Flow{ID: 8, Open: true, Tunnel: &flow.Tunnel{ID: 8, Host: "live.test", Port: 443, Mode: "splice", Status: 200, Start: time.Now()}})
-	s, ts := newTestUI(t, src, Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	tab := startBrowser(t, ctx, browserOptions{})
-	if err := chromedp.Do(tab, chromedp.Navigate(s.URL(ts.URL))); err != nil {
-		t.Fatal(err)
-	}
+	tab := openFakeUI(t, src)
 	eventually(t, tab, "the open tunnel's size is pending", `(() => { const r = document.querySelector('#rows tr[data-id="8"]'); return !!r && r.querySelector("td.size").innerText === "…"; })()`)
 	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#rows tr[data-id="8"]`))); err != nil {
 		t.Fatal(err)
@@ -99,13 +86,7 @@ func TestBrowserTimelineDataColumnOnANarrowWindow(t *testing.T) {
 	chromiumPath(t)
 	src := newFakeSource()
 	sampleFlows(src)
-	s, ts := newTestUI(t, src, Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	tab := startBrowser(t, ctx, browserOptions{})
-	if err := chromedp.Do(tab, chromedp.EmulateViewport(1000, 800), chromedp.Navigate(s.URL(ts.URL))); err != nil {
-		t.Fatal(err)
-	}
+	tab := openFakeUI(t, src, chromedp.EmulateViewport(1000, 800))
 	eventually(t, tab, "the session row", `document.querySelector('#rows tr[data-id="6"]') !== null`)
 	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#rows tr[data-id="6"]`))); err != nil {
 		t.Fatal(err)
@@ -136,13 +117,7 @@ func TestBrowserFaultSitsAfterItsMessage(t *testing.T) {
 	} {
 		src.addMessage(1, m)
 	}
-	s, ts := newTestUI(t, src, Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	tab := startBrowser(t, ctx, browserOptions{})
-	if err := chromedp.Do(tab, chromedp.Navigate(s.URL(ts.URL))); err != nil {
-		t.Fatal(err)
-	}
+	tab := openFakeUI(t, src)
 	eventually(t, tab, "the session row", `document.querySelector('#rows tr[data-id="1"]') !== null`)
 	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#rows tr[data-id="1"]`))); err != nil {
 		t.Fatal(err)

@@ -60,13 +60,7 @@ func TestBrowserRendersEveryKindOfFlow(t *testing.T) {
 	chromiumPath(t)
 	src := newFakeSource()
 	sampleFlows(src)
-	s, ts := newTestUI(t, src, Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	tab := startBrowser(t, ctx, browserOptions{})
-	if err := chromedp.Do(tab, chromedp.Navigate(s.URL(ts.URL))); err != nil {
-		t.Fatal(err)
-	}
+	tab := openFakeUI(t, src)
 	eventually(t, tab, "six rows", `document.querySelectorAll("#rows tr").length === 6`)
 	eventually(t, tab, "badges", `["HTTP","TUNNEL","HTTPS","DENIED","WS"].every(b => [...document.querySelectorAll("#rows .badge")].some(e => e.innerText.toUpperCase() === b))`)
 	eventually(t, tab, "the denial's rule", `document.querySelector("#rows tr.denied").innerText.includes("connect-ports=443")`)
@@ -168,4 +162,19 @@ func TestBrowserFollowsAChattySession(t *testing.T) {
 	// Settled (a reload after dropped changes may still be on its way):
 	// the newest last, the page's size bounded.
 	eventually(t, tab, "a bounded timeline ending at the newest", fmt.Sprintf(`(() => { const rows = document.querySelectorAll(".ws-list tr[data-seq]"); const r = document.querySelector(".ws-list tbody tr:last-child"); return rows.length >= 100 && rows.length <= 5500 && r && r.innerText.includes('{"tick":%d}'); })()`, total))
+}
+
+// openFakeUI serves src in a UI and opens it in a fresh headless tab,
+// after the actions given (a viewport, say); the tab lives until the test
+// ends, 45 s at the most.
+func openFakeUI(t *testing.T, src Source, before ...chromedp.Action[chromedp.Void]) context.Context {
+	t.Helper()
+	s, ts := newTestUI(t, src, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	t.Cleanup(cancel)
+	tab := startBrowser(t, ctx, browserOptions{})
+	if err := chromedp.Do(tab, append(before, chromedp.Navigate(s.URL(ts.URL)))...); err != nil {
+		t.Fatal(err)
+	}
+	return tab
 }
